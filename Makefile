@@ -1,0 +1,62 @@
+# One-command set-up: every target creates .venv and installs the pinned dependencies first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The test switches: fast mode, offline, an empty torch hub cache (so results do not depend on
+# which weights this machine happens to have), and no network for any process of the run.
+TEST_ENV := CNN_FAST=1 CNN_OFFLINE=1 CNN_BLOCK_NETWORK=1 MPLBACKEND=Agg \
+	TORCH_HOME=$(CURDIR)/build/torch-home PYTHONPATH=$(CURDIR)/tools/netblock
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
+
+.PHONY: help install lab test unit notebooks site exercises bench refresh clean
+
+help:
+	@echo "make lab        open JupyterLab on notebooks/ (sets everything up first)"
+	@echo "make test       unit tests + every notebook with nbval, fast and offline"
+	@echo "make site       execute the notebooks and write HTML to build/site/"
+	@echo "make exercises  write student and solution versions to build/exercises/"
+	@echo "make bench      speed and memory against reference libraries -> bench/results.md"
+	@echo "make refresh    re-execute notebooks and store the outputs nbval compares"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+test: $(STAMP)
+	@mkdir -p build/torch-home
+	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	@mkdir -p build/torch-home
+	$(TEST_ENV) $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	@mkdir -p build/torch-home
+	$(TEST_ENV) $(BIN)/python -m pytest notebooks $(NBVAL) $(PYTEST_ARGS)
+
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py $(if $(FULL),--full,)
+
+exercises: $(STAMP)
+	$(BIN)/python -m cnn_helpers.exercises notebooks build/exercises
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+refresh: $(STAMP)
+	@mkdir -p build/torch-home
+	$(BIN)/python tools/refresh_notebooks.py $(NB)
+
+clean:
+	rm -rf build

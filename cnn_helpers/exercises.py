@@ -1,0 +1,170 @@
+"""Exercises: solution markers in notebooks, student versions, and check helpers.
+
+Used by every notebook's exercise cells and by ``make exercises``.
+
+A solution notebook marks what students must write with nbgrader's markers::
+
+    def saliency(model, x, target):
+        ### BEGIN SOLUTION
+        ...the reference answer...
+        ### END SOLUTION
+
+``python -m cnn_helpers.exercises notebooks build/exercises`` writes student versions
+(each block replaced by ``raise NotImplementedError()``, outputs cleared) and copies the
+solutions. Check cells call :func:`check_function`, which compares the student's function
+with the package's on seeded random inputs and fails with a readable message.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import nbformat
+import torch
+
+__all__ = ["BEGIN", "END", "strip_solutions", "make_student_notebook", "generate", "check_function", "check_close"]
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+CODE_PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
+TEXT_PLACEHOLDER = "YOUR ANSWER HERE"
+_BLOCK = re.compile(r"^([ \t]*)" + re.escape(BEGIN) + r"[^\n]*\n.*?^[ \t]*" + re.escape(END) + r"[^\n]*$", re.M | re.S)
+
+
+def strip_solutions(source: str, *, code: bool = True) -> str:
+    """Replace every ``BEGIN SOLUTION`` ... ``END SOLUTION`` block by a placeholder.
+
+    Args:
+        source: A cell's source text.
+        code: True for code cells (placeholder raises ``NotImplementedError``, indented like the
+            marker), False for markdown (placeholder ``YOUR ANSWER HERE``).
+
+    Returns:
+        The source without solution text. Raises ``ValueError`` on unbalanced markers.
+    """
+    if source.count(BEGIN) != source.count(END):
+        raise ValueError(f"unbalanced solution markers: {source.count(BEGIN)} x {BEGIN!r}, {source.count(END)} x {END!r}")
+
+    def replace(match: re.Match[str]) -> str:
+        indent = match.group(1)
+        text = CODE_PLACEHOLDER if code else TEXT_PLACEHOLDER
+        return "\n".join(indent + line for line in text.splitlines())
+
+    stripped = _BLOCK.sub(replace, source)
+    if BEGIN in stripped or END in stripped:
+        raise ValueError("solution markers are nested or out of order")
+    return stripped
+
+
+def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of a solution notebook with solutions replaced and all outputs cleared."""
+    student = copy.deepcopy(notebook)
+    for cell in student.cells:
+        if cell.cell_type in ("code", "markdown"):
+            cell.source = strip_solutions(cell.source, code=cell.cell_type == "code")
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return student
+
+
+def has_exercises(notebook: nbformat.NotebookNode) -> bool:
+    return any(BEGIN in cell.source for cell in notebook.cells)
+
+
+def generate(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write ``out_dir/student/*.ipynb`` (blanks) and ``out_dir/solution/*.ipynb`` (copies).
+
+    Returns:
+        The paths of the student notebooks written.
+    """
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"source_dir {str(source_dir)!r} is not a folder of notebooks")
+    written = []
+    for path in sorted(source_dir.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        if not has_exercises(notebook):
+            continue
+        for kind in ("student", "solution"):
+            (out_dir / kind).mkdir(parents=True, exist_ok=True)
+        nbformat.write(make_student_notebook(notebook), out_dir / "student" / path.name)
+        shutil.copyfile(path, out_dir / "solution" / path.name)
+        written.append(out_dir / "student" / path.name)
+    return written
+
+
+def check_close(actual: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-4, what: str = "result") -> None:
+    """Assert that two results (tensors, numbers, or tuples/lists of them) agree, with a readable message."""
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
+            raise AssertionError(f"{what}: expected a sequence of {len(expected)} items, got {type(actual).__name__}")
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            check_close(a, e, atol=atol, rtol=rtol, what=f"{what}[{i}]")
+        return
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            raise AssertionError(f"{what}: expected a torch.Tensor, got {type(actual).__name__}")
+        if actual.shape != expected.shape:
+            raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+        a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+        if not torch.allclose(a, e, atol=atol, rtol=rtol):
+            raise AssertionError(f"{what}: values differ, largest difference {(a - e).abs().max().item():.3g}")
+        return
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        if not isinstance(actual, (int, float, torch.Tensor)) or abs(float(actual) - expected) > atol + rtol * abs(expected):
+            raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+        return
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def check_function(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    make_inputs: Callable[[torch.Generator], Sequence[Any]],
+    *,
+    trials: int = 3,
+    seed: int = 0,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+) -> None:
+    """Compare a student's function with the reference on seeded random inputs.
+
+    Args:
+        student: The function the student wrote.
+        reference: The package's tested implementation.
+        make_inputs: ``generator -> tuple of positional arguments`` (fresh for each trial).
+        trials: How many random inputs. Default: 3.
+        seed: Seed of the generator. Default: 0.
+        atol, rtol: Tolerances for :func:`check_close`.
+
+    Raises:
+        AssertionError: Not implemented yet, raised an error, or a different result; the message says which.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    name = getattr(student, "__name__", "your function")
+    for trial in range(trials):
+        args = make_inputs(generator)
+        expected = reference(*copy.deepcopy(args))
+        try:
+            actual = student(*args)
+        except NotImplementedError:
+            raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code") from None
+        except Exception as err:
+            raise AssertionError(f"{name} raised {type(err).__name__}: {err}") from err
+        check_close(actual, expected, atol=atol, rtol=rtol, what=f"{name} (trial {trial + 1})")
+    print(f"Correct: {name} matches the reference on {trials} random inputs.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        print("usage: python -m cnn_helpers.exercises SOURCE_DIR OUT_DIR")
+        raise SystemExit(2)
+    for written in generate(sys.argv[1], sys.argv[2]):
+        print(f"wrote {written}")

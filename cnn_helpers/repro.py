@@ -1,0 +1,123 @@
+"""Reproducibility, device choice and the course's two switches (fast mode, offline mode).
+
+Used by every notebook (setup cell) and by `models` (offline mode).
+
+The switches are environment variables, read here and nowhere else:
+
+* ``CNN_FAST``: ``1`` = fast mode (small images, few steps; the test command sets it),
+  ``0`` = full mode (lecture quality). Unset: fast on a CPU, full when a GPU is present.
+* ``CNN_OFFLINE``: ``1`` = never download anything (the test command sets it); only weights
+  already on disk are used. Unset or ``0``: torchvision weights may be downloaded on request.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "get_device", "fast_mode", "offline_mode", "by_mode", "describe_setup"]
+
+T = TypeVar("T")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_flag(name: str) -> bool | None:
+    """Read a boolean environment variable; None when unset, ValueError when unreadable."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"environment variable {name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices) and return a CPU generator seeded the same.
+
+    Args:
+        seed: A non-negative integer. Default: 0.
+
+    Returns:
+        A ``torch.Generator`` seeded with ``seed``, for helpers that take ``generator=``.
+
+    Example:
+        >>> g = seed_everything(0)
+        >>> x = torch.rand(2, generator=g)
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU.
+
+    Args:
+        prefer: Force a device (``"cpu"``, ``"cuda"``, ``"mps"``). Default: ``None`` = best
+            available; the environment variable ``CNN_DEVICE`` overrides the automatic choice.
+
+    Returns:
+        A ``torch.device``. Only notebooks call this; helpers follow their input's device.
+
+    Example:
+        >>> device = get_device()
+        >>> model = model.to(device)
+    """
+    choice = prefer or os.environ.get("CNN_DEVICE") or None
+    if choice is not None:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {choice!r} requested but CUDA is not available; use 'cpu'")
+        if device.type == "mps" and not _mps_available():
+            raise ValueError(f"device {choice!r} requested but Apple MPS is not available; use 'cpu'")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def fast_mode() -> bool:
+    """True in fast mode (``CNN_FAST=1``, or unset on a machine without a GPU)."""
+    flag = _env_flag("CNN_FAST")
+    if flag is not None:
+        return flag
+    return get_device().type == "cpu"
+
+
+def offline_mode() -> bool:
+    """True when nothing may be downloaded (``CNN_OFFLINE=1``)."""
+    return bool(_env_flag("CNN_OFFLINE"))
+
+
+def by_mode(fast: T, full: T) -> T:
+    """Pick the fast-mode or the full-mode value of a setting.
+
+    Example:
+        >>> steps = by_mode(fast=20, full=200)
+    """
+    return fast if fast_mode() else full
+
+
+def describe_setup() -> str:
+    """One line naming mode, offline switch and device, for a notebook's setup cell."""
+    mode = "fast" if fast_mode() else "full"
+    offline = "offline" if offline_mode() else "online allowed"
+    return f"mode: {mode} | {offline} | device: {get_device().type} | torch {torch.__version__.split('+')[0]}"

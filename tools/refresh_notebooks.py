@@ -1,0 +1,74 @@
+"""Execute notebooks in fast, offline mode and store only the outputs that nbval compares.
+
+    python tools/refresh_notebooks.py [notebooks/NN_name.ipynb ...]   (default: all)
+
+Cells whose source contains ``# NBVAL_CHECK_OUTPUT`` keep their text output (stdout and
+text/plain results); every other output is cleared, so committed notebooks stay small and
+nbval compares exactly the marked cells. Run it after changing a notebook, then commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def test_environment() -> dict[str, str]:
+    """The same switches as `make test` (fast, offline, empty torch hub cache, no network)."""
+    env = {
+        "CNN_FAST": "1", "CNN_OFFLINE": "1", "CNN_BLOCK_NETWORK": "1", "MPLBACKEND": "Agg",
+        "TORCH_HOME": str(ROOT / "build" / "torch-home"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tools" / "netblock"), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("CNN_MODEL", None)
+    return env
+
+
+def keep_text(outputs: list) -> list:
+    kept = []
+    for out in outputs:
+        if out.output_type == "stream" and out.name == "stdout":
+            kept.append(out)
+        elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.get("data", {}):
+            if out.output_type == "display_data" and not set(out.data) <= {"text/plain"}:
+                continue  # a figure or widget: its text/plain is only a repr
+            out.data = {"text/plain": out.data["text/plain"]}
+            out.metadata = {}
+            kept.append(out)
+    return kept
+
+
+def refresh(path: Path) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    os.environ.update(test_environment())
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = keep_text(cell.outputs) if MARK in cell.source else []
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    notebook.metadata.pop("widgets", None)
+    nbformat.write(notebook, path)
+    return seconds
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for path in paths:
+        print(f"{path.name}: {refresh(path):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
