@@ -23,7 +23,7 @@ from .repro import offline_mode
 
 __all__ = [
     "Pretrained", "Normalize", "ImageClassifier", "WeightsUnavailableError", "MODEL_NAMES",
-    "load_pretrained", "weights_path", "available_models", "classify", "imagenet_categories",
+    "load_pretrained", "weights_path", "available_models", "classify", "topk_probabilities", "imagenet_categories",
 ]
 
 # torchvision's classic ImageNet weights (the "V1" recipes the papers describe)
@@ -224,14 +224,37 @@ def classify(pretrained: Pretrained, images: torch.Tensor, *, k: int = 5) -> lis
     pretrained.model.eval()
     try:
         with torch.no_grad():
-            probs = pretrained.model(images.to(device)).softmax(dim=1)
+            logits = pretrained.model(images.to(device))
     finally:
         pretrained.model.train(was_training)
-    top = probs.topk(k, dim=1)
+    probs, indices = topk_probabilities(logits, k)
     return [
-        [(pretrained.categories[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]
-        for values, indices in zip(top.values, top.indices)
+        [(pretrained.categories[i], p) for p, i in zip(row_p.tolist(), row_i.tolist())]
+        for row_p, row_i in zip(probs, indices)
     ]
+
+
+def topk_probabilities(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities of the ``k`` most likely classes, computed stably.
+
+    Args:
+        logits: (N, C) raw class scores.
+        k: How many classes, 1 <= k <= C.
+
+    Returns:
+        ``(probs, indices)``, both (N, k), most likely first.
+
+    Example:
+        >>> probs, idx = topk_probabilities(model(x), 5)
+    """
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise ValueError(f"logits must be a (N, C) tensor, got {getattr(logits, 'shape', type(logits).__name__)}")
+    if not isinstance(k, int) or not 1 <= k <= logits.shape[1]:
+        raise ValueError(f"k must be an int in [1, {logits.shape[1]}], got {k!r}")
+    shifted = logits - logits.max(dim=1, keepdim=True).values  # exp() of large logits would overflow
+    probs = shifted.exp() / shifted.exp().sum(dim=1, keepdim=True)
+    top = probs.topk(k, dim=1)
+    return top.values, top.indices
 
 
 def _main(argv: list[str]) -> int:
