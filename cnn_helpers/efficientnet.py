@@ -42,9 +42,13 @@ class SameConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups, bias=False)
+        # with stride 1 and an odd kernel "SAME" is symmetric: let the convolution pad (no extra copy)
+        padding = kernel_size // 2 if stride == 1 and kernel_size % 2 == 1 else 0
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=padding, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding != (0, 0):
+            return super().forward(x)
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)

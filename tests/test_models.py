@@ -142,3 +142,15 @@ def test_device_argument_moves_the_model(lite0):
 def test_download_command_usage(capsys):
     assert models._main([]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size, pad", [(6, (0, 1, 0, 1)), (5, (1, 1, 1, 1))])
+def test_same_padding_is_tensorflow_style(size, pad):
+    from cnn_helpers.efficientnet import SameConv2d
+
+    conv = SameConv2d(2, 3, 3, stride=2)
+    x = torch.randn(1, 2, size, size)
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, pad), conv.weight, stride=2)
+    assert torch.allclose(conv(x), expected, atol=1e-6) and conv(x).shape[-1] == -(-size // 2)
+    same = SameConv2d(2, 3, 5)
+    assert same(x).shape[-2:] == x.shape[-2:]
