@@ -23,5 +23,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
     notebooks = sorted(k for k in _durations if k.endswith(".ipynb"))
     for key in notebooks + [k for k in _durations if not k.endswith(".ipynb")]:
         terminalreporter.write_line(f"{key:<48} {_durations[key]:7.1f} s")
-    terminalreporter.write_line(f"{'notebooks total':<48} {sum(_durations[k] for k in notebooks):7.1f} s")
+    if notebooks:
+        terminalreporter.write_line(f"{'notebooks total':<48} {sum(_durations[k] for k in notebooks):7.1f} s")
     terminalreporter.write_line(f"{'total':<48} {sum(_durations.values()):7.1f} s")
