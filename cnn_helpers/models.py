@@ -195,6 +195,10 @@ def load_pretrained(name: str = "default", *, device: torch.device | str | None 
         model, source = _load_torchvision(resolved)
     model = model.eval().requires_grad_(False)
     if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be a torch.device or a name like 'cpu', 'cuda', 'mps'; got {device!r}") from err
         model = model.to(device)
     return Pretrained(model=model, name=resolved, categories=imagenet_categories(), input_size=224, source=source)
 

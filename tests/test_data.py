@@ -107,3 +107,8 @@ def test_load_mnist_subset():
     assert images.shape == (5000, 1, 14, 14) and labels.shape == (5000,)
     assert torch.bincount(labels).tolist() == [500] * 10
     assert abs(images.mean().item()) < 1e-4 and images.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_load_mnist_rejects_bad_size():
+    with pytest.raises(ValueError, match="size"):
+        data.load_mnist(size=-3)

