@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The test switches: fast mode, offline, an empty torch hub cache (so results do not depend on
 # which weights this machine happens to have), and no network for any process of the run.
-TEST_ENV := CNN_FAST=1 CNN_OFFLINE=1 CNN_BLOCK_NETWORK=1 MPLBACKEND=Agg \
+TEST_ENV := CNN_FAST=1 CNN_OFFLINE=1 CNN_BLOCK_NETWORK=1 CNN_MODEL= MPLBACKEND=Agg \
 	TORCH_HOME=$(CURDIR)/build/torch-home PYTHONPATH=$(CURDIR)/tools/netblock
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
 
