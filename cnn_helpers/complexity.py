@@ -1,0 +1,187 @@
+"""What a network costs: weight layers, parameters, multiply-accumulates (MACs), per layer.
+
+Used by notebook 01 (architectures); re-exported by :mod:`cnn_helpers.architectures`.
+
+MACs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs per
+multiply-add of convolutions and matrix products (``MACs = FLOPs / 2``) and nothing for ReLU,
+pooling and batch norm. With 224 px inputs the totals equal torchvision's metadata, which calls the
+same number "GFLOPS" (``get_weight(...).meta["_ops"]``). Models on the ``meta`` device work too:
+shapes and counts without allocating or initializing any weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["LayerRow", "count_weight_layers", "count_parameters", "count_macs", "layer_table"]
+
+WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
+SHORTCUT_NAME = "downsample"  # torchvision's and cnn_helpers.resnet's name for projection shortcuts
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf module of a forward pass: ``receptive_field`` is in input pixels (None after global pooling)."""
+
+    name: str
+    layer_type: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    receptive_field: int | None
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _is_shortcut(name: str) -> bool:
+    return SHORTCUT_NAME in name.split(".")
+
+
+def count_weight_layers(model: nn.Module) -> int:
+    """Depth as the papers count it: convolutional and fully-connected layers.
+
+    Rule: every ``nn.Conv2d`` and ``nn.Linear`` counts once, except projection shortcuts (submodules
+    named ``downsample``): He et al. count only the layers on the main path, so ResNet-152 =
+    1 stem conv + 50 blocks x 3 convs + 1 FC. Pooling, ReLU, batch norm and dropout hold no (or no
+    learned spatial) weights and do not count.
+
+    Args:
+        model: Any module.
+
+    Returns:
+        The number of weight layers, e.g. 8 / 19 / 152 for AlexNet / VGG-19 / ResNet-152.
+
+    Example:
+        >>> count_weight_layers(resnet152())
+        152
+    """
+    _check_model(model)
+    return sum(isinstance(m, WEIGHT_LAYERS) and not _is_shortcut(name) for name, m in model.named_modules())
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters of ``model`` (shared ones once), trainable or not, e.g. 61,100,840 for AlexNet."""
+    _check_model(model)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _input_for(model: nn.Module, input_size: object) -> torch.Tensor:
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        input_size = (1, 3, input_size, input_size)
+    elif isinstance(input_size, tuple) and len(input_size) == 3:
+        input_size = (1, *input_size)
+    ok = isinstance(input_size, tuple) and len(input_size) == 4
+    if not ok or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_size):
+        raise ValueError(f"input_size must be an int (square RGB image), (C, H, W) or (N, C, H, W) of positive ints, got {input_size!r}")
+    param = next(model.parameters(), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    return torch.zeros(input_size, device=device, dtype=dtype)
+
+
+def count_macs(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> int:
+    """Multiply-accumulates of one forward pass (``FlopCounterMode`` FLOPs / 2).
+
+    Args:
+        model: Any module; its train/eval mode is restored afterwards, batch-norm statistics untouched.
+        input_size: ``224`` (a (1, 3, 224, 224) input), ``(C, H, W)`` or ``(N, C, H, W)``. Default: 224.
+
+    Returns:
+        MACs of convolutions and matrix products, e.g. 714,188,480 for AlexNet at 224 px
+        (torchvision: "0.714 GFLOPS").
+
+    Example:
+        >>> count_macs(resnet152(), 224) / 1e9
+        11.513626624
+    """
+    return sum(row.macs for row in layer_table(model, input_size))
+
+
+def _first(value: int | tuple[int, ...]) -> int:
+    return value[0] if isinstance(value, tuple) else value  # square kernels: height == width
+
+
+def _receptive_field_step(module: nn.Module, r: int | None, jump: int, in_hw: tuple[int, ...], out_hw: tuple[int, ...]):
+    """r_out = r_in + (k - 1) * dilation * jump_in; jump_out = jump_in * stride."""
+    if r is None:
+        return None, jump
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k, s, d = (_first(v) for v in (module.kernel_size, module.stride, getattr(module, "dilation", 1)))
+        return r + (k - 1) * d * jump, jump * s
+    if isinstance(module, nn.Linear) or (isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and in_hw != out_hw):
+        return None, jump  # every output sees the whole image
+    return r, jump
+
+
+def _record(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Size, torch.Size, int]]:
+    """Run ``model(x)`` counting FLOPs; per leaf module in call order: (name, module, in/out shape, FLOPs)."""
+    calls: list = []
+    started: dict[str, int] = {}
+    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    with FlopCounterMode(display=False) as counter:
+
+        def pre_hook(name: str):
+            return lambda module, args: started.__setitem__(name, counter.get_total_flops())
+
+        def post_hook(name: str):
+            def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+                flops = counter.get_total_flops() - started[name]
+                calls.append((name, module, args[0].shape, getattr(output, "shape", ()), flops))
+            return hook
+
+        handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in leaves]
+        handles += [m.register_forward_hook(post_hook(n)) for n, m in leaves]
+        try:
+            model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return calls
+
+
+def layer_table(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> list[LayerRow]:
+    """One row per leaf module in the order of the forward pass: output shape, parameters, MACs, receptive field.
+
+    A module called several times (ResNet's shared ReLU) gets one row: its first call, MACs of all calls.
+    The receptive field (side of the input square one output unit sees, ignoring padding) follows the
+    main path; projection shortcuts (``downsample``) run in parallel and do not widen it.
+
+    Args:
+        model: Any module; its train/eval mode is restored afterwards, hooks removed, no gradients kept.
+        input_size: ``224`` (a (1, 3, 224, 224) input), ``(C, H, W)`` or ``(N, C, H, W)``. Default: 224.
+
+    Returns:
+        A list of :class:`LayerRow`; ``sum(r.params)`` equals :func:`count_parameters` for a model
+        whose parameters all live in leaf modules, ``sum(r.macs)`` is :func:`count_macs`.
+
+    Example:
+        >>> rows = layer_table(vgg19(), 224)
+        >>> max(rows, key=lambda r: r.params).name
+        'classifier.0'
+    """
+    _check_model(model)
+    x = _input_for(model, input_size)
+    was_training = model.training
+    model.eval()  # batch norm must not update its running statistics here
+    try:
+        with torch.no_grad():
+            calls = _record(model, x)
+    finally:
+        model.train(was_training)
+    rows: dict[str, LayerRow] = {}
+    r, jump = 1, 1
+    for name, module, in_shape, out_shape, flops in calls:
+        if name in rows:
+            rows[name] = replace(rows[name], macs=rows[name].macs + flops // 2)
+            continue
+        if not _is_shortcut(name):
+            r, jump = _receptive_field_step(module, r, jump, tuple(in_shape[2:]), tuple(out_shape[2:]))
+        params = sum(p.numel() for p in module.parameters())
+        rows[name] = LayerRow(name, type(module).__name__, tuple(out_shape), params, flops // 2, r)
+    return list(rows.values())
