@@ -100,14 +100,17 @@ def count_macs(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> int
         >>> count_macs(resnet152(), 224) / 1e9
         11.513626624
     """
-    return sum(row.macs for row in layer_table(model, input_size))
+    _, flops = _record(model, input_size, per_layer=False)
+    return flops // 2
 
 
 def _first(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else value  # square kernels: height == width
 
 
-def _receptive_field_step(module: nn.Module, r: int | None, jump: int, in_hw: tuple[int, ...], out_hw: tuple[int, ...]):
+def _receptive_field_step(
+    module: nn.Module, r: int | None, jump: int, in_hw: tuple[int, ...], out_hw: tuple[int, ...]
+) -> tuple[int | None, int]:
     """r_out = r_in + (k - 1) * dilation * jump_in; jump_out = jump_in * stride."""
     if r is None:
         return None, jump
@@ -119,11 +122,15 @@ def _receptive_field_step(module: nn.Module, r: int | None, jump: int, in_hw: tu
     return r, jump
 
 
-def _record(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Size, torch.Size, int]]:
-    """Run ``model(x)`` counting FLOPs; per leaf module in call order: (name, module, in/out shape, FLOPs)."""
+def _record(model: nn.Module, input_size: object, *, per_layer: bool) -> tuple[list, int]:
+    """One eval-mode forward pass under FlopCounterMode: the total FLOPs and, with ``per_layer``,
+    ``(name, module, input shape, output shape, FLOPs)`` per leaf-module call, in call order."""
+    _check_model(model)
+    x = _input_for(model, input_size)
     calls: list = []
     started: dict[str, int] = {}
-    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())] if per_layer else []
+    was_training = model.training
     with FlopCounterMode(display=False) as counter:
 
         def pre_hook(name: str):
@@ -137,12 +144,15 @@ def _record(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, tor
 
         handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in leaves]
         handles += [m.register_forward_hook(post_hook(n)) for n, m in leaves]
+        model.eval()  # batch norm must not update its running statistics here
         try:
-            model(x)
+            with torch.no_grad():
+                model(x)
         finally:
+            model.train(was_training)
             for handle in handles:
                 handle.remove()
-    return calls
+    return calls, counter.get_total_flops()
 
 
 def layer_table(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> list[LayerRow]:
@@ -158,22 +168,15 @@ def layer_table(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> li
 
     Returns:
         A list of :class:`LayerRow`; ``sum(r.params)`` equals :func:`count_parameters` for a model
-        whose parameters all live in leaf modules, ``sum(r.macs)`` is :func:`count_macs`.
+        whose parameters all live in leaf modules, ``sum(r.macs)`` equals :func:`count_macs` for a
+        model whose convolutions and matrix products all happen in leaf modules.
 
     Example:
         >>> rows = layer_table(vgg19(), 224)
         >>> max(rows, key=lambda r: r.params).name
         'classifier.0'
     """
-    _check_model(model)
-    x = _input_for(model, input_size)
-    was_training = model.training
-    model.eval()  # batch norm must not update its running statistics here
-    try:
-        with torch.no_grad():
-            calls = _record(model, x)
-    finally:
-        model.train(was_training)
+    calls, _ = _record(model, input_size, per_layer=True)
     rows: dict[str, LayerRow] = {}
     r, jump = 1, 1
     for name, module, in_shape, out_shape, flops in calls:
