@@ -67,7 +67,18 @@ def count_weight_layers(model: nn.Module) -> int:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """All parameters of ``model`` (shared ones once), trainable or not, e.g. 61,100,840 for AlexNet."""
+    """All parameters of ``model``, trainable or frozen; a parameter shared by two layers counts once.
+
+    Args:
+        model: Any module (``meta``-device models work: only shapes are read).
+
+    Returns:
+        The number of scalars, e.g. 61,100,840 for AlexNet (torchvision's ``meta["num_params"]``).
+
+    Example:
+        >>> count_parameters(vgg19())
+        143667240
+    """
     _check_model(model)
     return sum(p.numel() for p in model.parameters())
 
