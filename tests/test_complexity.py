@@ -128,3 +128,9 @@ def test_bad_input():
     for bad in (0, (224, 224), (3, -1, 5), 22.4, True):
         with pytest.raises(ValueError, match="input_size"):
             count_macs(nn.Conv2d(3, 1, 1), bad)
+
+
+def test_parameters_shared_once_and_frozen_included():
+    linear = nn.Linear(3, 2)  # 8 parameters
+    model = nn.Sequential(linear, nn.ReLU(), linear, nn.Linear(2, 1).requires_grad_(False))  # + 3 frozen
+    assert count_parameters(model) == 11
