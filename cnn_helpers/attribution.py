@@ -1,0 +1,283 @@
+"""Attribution maps: which pixels does a prediction depend on? Occlusion and gradient methods.
+
+Used by notebook 03 (attribution); measured against Captum in ``bench/bench_attribution.py``.
+
+Every function takes ``model, images, target, *, options``: any ``nn.Module`` that maps images
+(N, 3, H, W) in [0, 1] to logits (N, C); ``target`` an int or an (N,) integer tensor. The model is
+evaluated in eval mode (batch norm on running statistics, no dropout) and left exactly as found:
+each module's train/eval mode, every ``requires_grad``, every ``.grad`` and the hook lists (also
+when an error is raised). Gradients come from ``torch.autograd.grad`` on a copy of the input.
+Results are detached, on the input's device. Quality measures live in ``attribution_eval``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attribution_checks import (Target, batch_size_for, check_images, check_layer, check_model, check_target,
+                                 evaluating, gather, input_gradients)
+
+__all__ = ["occlusion_map", "saliency_map", "smoothgrad", "integrated_gradients", "guided_backprop", "grad_cam",
+           "IG_METHODS"]
+IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+
+
+def _pair(value: object, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if pair is None or len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair (height, width) of them, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _offsets(size: int, window: int, stride: int) -> list[int]:
+    """Window starts as Captum places them: every stride, the last one may hang over the edge."""
+    return [k * stride for k in range(-(-(size - window) // stride) + 1)]
+
+
+def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, window: int | tuple[int, int],
+                  stride: int | tuple[int, int], baseline: float | torch.Tensor = 0.0,
+                  perturbations_per_eval: int | None = None) -> torch.Tensor:
+    """Occlusion: how much the target score drops when a window of the image is replaced by ``baseline``.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
+        window, stride: Window size and step in pixels, int or (height, width); stride <= window.
+        baseline: The fill value, a float or a tensor broadcastable to (N, 3, H, W). Default: 0.0 (black).
+        perturbations_per_eval: Windows per forward pass (each one a batch of N images).
+            Default: None = about 16 images of 224 px per batch on a CPU, 128 on a GPU.
+
+    Returns:
+        (N, H, W): per pixel, the mean score drop over the windows covering it. Captum's ``Occlusion``
+        with a (3, h, w) window returns (N, 3, H, W) with this same map in every channel.
+
+    Reference: Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    Example:
+        >>> heat = occlusion_map(model, images, 285, window=32, stride=16)
+    """
+    check_model(model)
+    check_images(images)
+    (n, _, height, width), device = images.shape, images.device
+    labels = check_target(target, n, device)
+    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    if wh > height or ww > width or sh > wh or sw > ww:
+        raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {(height, width)}")
+    fill = torch.broadcast_to(torch.as_tensor(baseline, dtype=images.dtype, device=device), images.shape)
+    windows = [(y, x) for y in _offsets(height, wh, sh) for x in _offsets(width, ww, sw)]
+    per_eval = perturbations_per_eval
+    if per_eval is None:
+        per_eval = max(1, batch_size_for(images, 128 if device.type == "cuda" else 16) // n)
+    if not isinstance(per_eval, int) or isinstance(per_eval, bool) or per_eval < 1:
+        raise ValueError(f"perturbations_per_eval must be a positive int or None, got {perturbations_per_eval!r}")
+    total = torch.zeros(n, height, width, device=device)
+    counts = torch.zeros(height, width, device=device)
+    with evaluating(model), torch.inference_mode():
+        reference = gather(model(images.clone()), labels)
+        for start in range(0, len(windows), per_eval):
+            chunk = windows[start:start + per_eval]
+            batch = images.repeat(len(chunk), 1, 1, 1)
+            for i, (y, x) in enumerate(chunk):
+                batch[i * n:(i + 1) * n, :, y:y + wh, x:x + ww] = fill[:, :, y:y + wh, x:x + ww]
+            drops = reference - gather(model(batch), labels.repeat(len(chunk))).view(len(chunk), n)
+            for i, (y, x) in enumerate(chunk):
+                total[:, y:y + wh, x:x + ww] += drops[i, :, None, None]
+                counts[y:y + wh, x:x + ww] += 1
+    return total / counts
+
+
+def saliency_map(model: nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
+    """Saliency: the largest absolute gradient of the target score over the three colour channels.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1]. target: Class index (of the logits), int or (N,).
+
+    Returns:
+        (N, H, W), non-negative: ``max_c |d score / d x_c|`` (Captum: ``Saliency(abs=True)`` then ``amax(1)``).
+
+    Reference: Simonyan et al., "Deep Inside Convolutional Networks", ICLR 2014 workshop.
+    Example:
+        >>> heat = saliency_map(model, images, 285)
+    """
+    check_model(model)
+    check_images(images)
+    labels = check_target(target, images.shape[0], images.device)
+    with evaluating(model):
+        grads = input_gradients(model, images, labels, images.shape[0])
+    return grads.abs().amax(dim=1)
+
+
+def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target, *, samples: int = 25, stdev: float = 0.15,
+               generator: torch.Generator | None = None, batch_size: int | None = None) -> torch.Tensor:
+    """SmoothGrad: the saliency map averaged over noisy copies of each image.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
+        samples: Noisy copies per image. Default: 25. stdev: Noise standard deviation in pixel units
+            (images span [0, 1], so this is the paper's noise level). Default: 0.15 (paper: 0.1-0.2).
+        generator: For the noise, (N * samples, 3, H, W) drawn at once like Captum. Default: torch's global one.
+        batch_size: Images per backward pass. Default: None = about 16 images of 224 px.
+
+    Returns:
+        (N, H, W): ``max_c mean_s |gradient|``, i.e. Captum's ``NoiseTunnel(Saliency)`` (smoothgrad) then ``amax(1)``.
+
+    Reference: Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017.
+    Example:
+        >>> heat = smoothgrad(model, images, 285, samples=25, generator=torch.Generator().manual_seed(0))
+    """
+    check_model(model)
+    check_images(images)
+    if not isinstance(samples, int) or samples < 1 or not stdev >= 0:
+        raise ValueError(f"samples must be a positive int and stdev >= 0, got samples={samples!r}, stdev={stdev!r}")
+    n = images.shape[0]
+    labels = check_target(target, n, images.device)
+    gen_device = generator.device if generator is not None else images.device
+    std = torch.full((n * samples, *images.shape[1:]), float(stdev), device=gen_device)
+    noisy = images.repeat_interleave(samples, dim=0) + torch.normal(0.0, std, generator=generator).to(images.device)
+    with evaluating(model):
+        grads = input_gradients(model, noisy, labels.repeat_interleave(samples), batch_size or batch_size_for(images, 16))
+    return grads.abs().view(n, samples, *images.shape[1:]).mean(dim=1).amax(dim=1)
+
+
+def _ig_weights(method: str, steps: int) -> tuple[list[float], list[float]]:
+    """(alphas, step sizes) of the path integral, as Captum's ``approximation_methods`` defines them."""
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (0.5 * (1 + nodes)).tolist(), (0.5 * weights).tolist()
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 for {method}, got {steps}")
+    sizes = [1 / steps] * steps
+    if method == "riemann_trapezoid":
+        sizes[0], sizes[-1] = sizes[0] / 2, sizes[-1] / 2
+    start, end = {"riemann_trapezoid": (0, 1), "riemann_left": (0, 1 - 1 / steps),
+                  "riemann_right": (1 / steps, 1), "riemann_middle": (1 / (2 * steps), 1 - 1 / (2 * steps))}[method]
+    return torch.linspace(start, end, steps).tolist(), sizes
+
+
+def integrated_gradients(model: nn.Module, images: torch.Tensor, target: Target, *, baseline: float | torch.Tensor = 0.0,
+                         steps: int = 50, method: str = "gausslegendre", batch_size: int | None = None) -> torch.Tensor:
+    """Integrated Gradients: (x - baseline) times the gradient averaged along the straight path to x.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
+        baseline: The "absence" image, float or tensor broadcastable to (N, 3, H, W). Default: 0.0 (black).
+        steps: Points on the path. Default: 50. method: One of ``IG_METHODS``. Default: ``"gausslegendre"``.
+        batch_size: Images per backward pass. Default: None = about 16 images of 224 px.
+
+    Returns:
+        (N, 3, H, W), signed; sums to about score(x) - score(baseline) (completeness). Equals Captum's
+        ``IntegratedGradients`` with the same ``n_steps`` and ``method``.
+
+    Reference: Sundararajan et al., "Axiomatic Attribution for Deep Networks", ICML 2017.
+    Example:
+        >>> attr = integrated_gradients(model, images, 285, steps=32)
+    """
+    check_model(model)
+    check_images(images)
+    if method not in IG_METHODS:
+        raise ValueError(f"method must be one of {', '.join(IG_METHODS)}; got {method!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    n = images.shape[0]
+    labels = check_target(target, n, images.device)
+    base = torch.broadcast_to(torch.as_tensor(baseline, dtype=images.dtype, device=images.device), images.shape)
+    alphas, sizes = _ig_weights(method, steps)
+    path = torch.cat([base + alpha * (images - base) for alpha in alphas])
+    with evaluating(model):
+        grads = input_gradients(model, path, labels.repeat(steps), batch_size or batch_size_for(images, 16))
+    weights = torch.tensor(sizes, dtype=grads.dtype, device=grads.device).view(steps, 1, 1, 1, 1)
+    return (grads.view(steps, *images.shape) * weights).sum(dim=0) * (images - base)
+
+
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward lets only positive gradients through (the guided-backprop rule)."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(min=0)
+
+
+def guided_backprop(model: nn.Module, images: torch.Tensor, target: Target, *,
+                    activations: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)) -> torch.Tensor:
+    """Guided backpropagation: the input gradient with negative gradients stopped at every activation.
+
+    At each activation module the gradient is first clipped to >= 0, then passes that module's own
+    backward: ReLU keeps it where the input was > 0; ReLU6 where the input was in (0, 6) (zero where it
+    saturates, as its true derivative). On ReLU models this equals Captum's ``GuidedBackprop``, which
+    only modifies ``nn.ReLU``. In-place activations are fine; functional ones (``F.relu``) cannot be hooked.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
+        activations: Module types to modify. Default: ``(nn.ReLU, nn.ReLU6)``.
+
+    Returns:
+        (N, 3, H, W), signed. Reference: Springenberg et al., "Striving for Simplicity", ICLR 2015 workshop.
+    Example:
+        >>> attr = guided_backprop(model, images, 285)
+    """
+    check_model(model)
+    check_images(images)
+    labels = check_target(target, images.shape[0], images.device)
+    hooked = [m for m in model.modules() if isinstance(m, activations)]
+    if not hooked:
+        raise ValueError(f"guided_backprop: the model has no {', '.join(a.__name__ for a in activations)} modules "
+                         "(functional activations such as F.relu cannot be modified)")
+    handles = []
+    try:
+        for module in hooked:
+            handles.append(module.register_forward_hook(lambda _m, _i, out: _PositiveGradient.apply(out)))
+        with evaluating(model):
+            return input_gradients(model, images, labels, images.shape[0])
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, target: Target, *, layer: str, relu: bool = True,
+             upsample: bool = True) -> torch.Tensor:
+    """Grad-CAM: a layer's feature maps weighted by their spatially averaged gradients, summed over channels.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
+        layer: Name of a submodule with (N, C, h, w) output, as in ``model.named_modules()``
+            (e.g. ``"net._act_head"`` for EfficientNet-Lite0 wrapped by ``models``).
+        relu: Keep only positive evidence, as the paper does. Default: True.
+        upsample: Resize to (H, W) bilinearly (align_corners=False). Default: True.
+
+    Returns:
+        (N, H, W), or (N, h, w) without ``upsample``. Equals Captum's ``LayerGradCam`` (relu_attributions=relu).
+
+    Reference: Selvaraju et al., "Grad-CAM", ICCV 2017.
+    Example:
+        >>> heat = grad_cam(model, images, 285, layer="net._act_head")
+    """
+    check_model(model)
+    check_images(images)
+    module = check_layer(model, layer)
+    labels = check_target(target, images.shape[0], images.device)
+    seen: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: object, out: object) -> object:
+        seen.append(out)  # the copy passed on protects it from a following in-place op (ReLU(inplace=True))
+        return out.clone() if isinstance(out, torch.Tensor) else None
+
+    handle = module.register_forward_hook(keep)
+    try:
+        with evaluating(model), torch.enable_grad():
+            score = gather(model(images.clone().requires_grad_(True)), labels)
+            if len(seen) != 1 or not isinstance(seen[0], torch.Tensor) or seen[0].ndim != 4:
+                raise ValueError(f"layer {layer!r} must run once per forward and return (N, C, h, w); "
+                                 f"ran {len(seen)} times" + (f", returned {type(seen[0]).__name__}" if seen else ""))
+            (grads,) = torch.autograd.grad(score.sum(), seen[0])
+    finally:
+        handle.remove()
+    cam = (grads.mean(dim=(2, 3), keepdim=True) * seen[0].detach()).sum(dim=1, keepdim=True)
+    cam = F.relu(cam) if relu else cam
+    if upsample:
+        cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return cam[:, 0]
