@@ -129,16 +129,17 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def randomize_parameters(module: nn.Module, *, generator: torch.Generator | None = None) -> None:
-    """Replace every parameter of ``module`` (in place) by Gaussian noise with that tensor's own standard deviation.
+    """Replace every parameter of ``module`` (in place) by Gaussian noise with that tensor's own mean and std.
 
-    Keeps each layer's scale, destroys what it learned (0.01 where a tensor is constant). Buffers (batch-norm
-    statistics) stay. Example: ``randomize_parameters(copy.deepcopy(model).net._fc)``
+    Keeps each layer's scale (batch-norm scales stay positive on average, so the network stays alive), destroys
+    what it learned (std 0.01 where a tensor is constant). Buffers (batch-norm statistics) stay. Example: ``randomize_parameters(copy.deepcopy(model).net._fc)``
     """
     for param in module.parameters():
+        mean = param.float().mean().item()
         std = param.float().std().item() if param.numel() > 1 else 0.0
         std = std if std > 0 else 0.01
         noise = torch.randn(param.shape, generator=generator, device=generator.device if generator else param.device)
-        param.copy_(noise * std)
+        param.copy_(noise * std + mean)
 
 
 def cascading_randomization(model: nn.Module, layers: Sequence[str], *,

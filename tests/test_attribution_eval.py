@@ -96,11 +96,16 @@ def test_spearman_against_scipy_with_ties():
 
 
 def test_randomize_parameters_changes_every_parameter_and_keeps_scale():
-    layer = nn.Linear(200, 100)
-    before = layer.weight.detach().clone()
+    layer, norm = nn.Linear(200, 100), nn.BatchNorm1d(300)
+    with torch.no_grad():
+        norm.weight.uniform_(1.5, 2.5)
+    before, scale = layer.weight.detach().clone(), norm.weight.detach().clone()
     randomize_parameters(layer, generator=torch.Generator().manual_seed(0))
-    assert not torch.equal(layer.weight, before)
+    randomize_parameters(norm, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(layer.weight, before) and not torch.equal(norm.weight, scale)
     assert layer.weight.std().item() == pytest.approx(before.std().item(), rel=0.05)
+    assert norm.weight.mean().item() == pytest.approx(2.0, abs=0.1)  # scales keep their mean: the net stays alive
+    assert torch.equal(norm.running_var, torch.ones(300))
 
 
 def test_cascading_randomization_is_cumulative_and_leaves_the_model_alone():
