@@ -1,0 +1,225 @@
+"""Tests for cnn_helpers.smallnets and cnn_helpers.gradients (notebook 02).
+
+The last test trains on MNIST-5k for three seeds (about 45 s on 2 cores): the degradation claim
+of notebook 02 must not rest on one lucky seed.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnn_helpers.data import load_mnist
+from cnn_helpers.gradients import gradient_norms, identity_extension, train, training_error, warmup_cosine
+from cnn_helpers.repro import seed_everything
+from cnn_helpers.smallnets import Block, blocks_for_depth, plain_net, residual_net
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- nets -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [8, 20, 56])
+def test_depth_counts_weight_layers_and_twins_share_parameters(depth):
+    plain, res = plain_net(depth), residual_net(depth)
+    layers = [m for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == depth
+    assert n_params(plain) == n_params(res)
+    assert plain(torch.randn(2, 1, 14, 14)).shape == (2, 10)
+
+
+def test_he_et_al_resnet20_parameter_count():
+    # He et al. 2016, Table 6: ResNet-20 (widths 16/32/64, CIFAR) has 0.27 M parameters
+    model = residual_net(20, widths=(16, 32, 64), in_channels=3)
+    assert round(n_params(model) / 1e6, 2) == 0.27
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_option_a_shortcut_subsamples_and_pads_with_zeros():
+    block = Block(2, 4, stride=2)
+    x = torch.arange(32.0).reshape(1, 2, 4, 4)
+    out = block.shortcut(x)
+    assert out.shape == (1, 4, 2, 2)
+    assert torch.equal(out[0, 0], torch.tensor([[0.0, 2.0], [8.0, 10.0]]))
+    assert torch.equal(out[0, 2:], torch.zeros(2, 2, 2))
+
+
+def test_residual_block_with_zero_branch_is_relu_of_shortcut():
+    block = Block(3, 3, residual=True).eval()
+    nn.init.zeros_(block.bn2.weight)      # the residual branch outputs 0 (bn2 bias is 0)
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(block(x), F.relu(x))
+    block.residual = False
+    assert torch.equal(block(x), torch.zeros_like(x))
+
+
+def test_no_batch_norm_uses_conv_bias():
+    model = plain_net(8, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(depth=10), "6n \\+ 2"), (dict(depth=2), "6n \\+ 2"), (dict(depth=8.0), "6n \\+ 2"),
+    (dict(depth=8, widths=(8, 16)), "widths"), (dict(depth=8, widths=(32, 16, 8)), "widths"),
+    (dict(depth=8, in_channels=0), "in_channels"), (dict(depth=8, init="xavier"), "init"),
+])
+def test_bad_configuration_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plain_net(**kwargs)
+
+
+def test_blocks_for_depth():
+    assert [blocks_for_depth(d) for d in (8, 20, 32, 56, 110)] == [1, 3, 5, 9, 18]
+
+
+# ---- training ---------------------------------------------------------------------------------
+
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, steps=100, warmup=20) == pytest.approx(1 / 20)
+    assert warmup_cosine(19, steps=100, warmup=20) == pytest.approx(1.0)
+    assert warmup_cosine(20, steps=100, warmup=20) == pytest.approx(1.0)
+    assert warmup_cosine(60, steps=100, warmup=20) == pytest.approx(0.5)
+    assert warmup_cosine(100, steps=100, warmup=20) == pytest.approx(0.0)
+
+
+class Constant(nn.Module):
+    """Always predicts class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.tensor([0.0, 1.0]).expand(len(x), 2) + 0 * self.w
+
+
+def test_training_error_hand_computed_and_mode_restored():
+    model = Constant().train()
+    error = training_error(model, torch.zeros(4, 1, 2, 2), torch.tensor([1, 0, 1, 1]), batch_size=3)
+    assert error == 0.25 and model.training
+
+
+def test_train_records_history_and_restores_mode(generator):
+    images, labels = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    model = plain_net(8).eval()
+    before = copy.deepcopy(model.state_dict())
+    calls = []
+    history = train(model, images, labels, steps=5, batch_size=16, eval_every=2, generator=generator,
+                    callback=lambda step, m, loss: calls.append(step))
+    assert calls == [1, 2, 3, 4, 5] and not model.training
+    assert len(history.batch_loss) == len(history.batch_error) == 5
+    assert history.eval_steps == [2, 4, 5]
+    assert history.final_error == training_error(model, images, labels)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_train_is_reproducible_with_a_generator():
+    images, labels = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    results = []
+    for _ in range(2):
+        seed_everything(3)
+        model = residual_net(8)
+        train(model, images, labels, steps=3, batch_size=16, generator=torch.Generator().manual_seed(1))
+        results.append(model(images))
+    assert torch.equal(*results)
+
+
+def test_train_bad_input():
+    model = plain_net(8)
+    with pytest.raises(ValueError, match="steps"):
+        train(model, torch.randn(8, 1, 8, 8), torch.zeros(8, dtype=torch.long), steps=0)
+    with pytest.raises(ValueError, match="labels"):
+        train(model, torch.randn(8, 1, 8, 8), torch.zeros(8), steps=1)
+    with pytest.raises(ValueError, match="images"):
+        train(model, torch.randn(8, 8, 8), torch.zeros(8, dtype=torch.long), steps=1)
+
+
+# ---- gradient norms ---------------------------------------------------------------------------
+
+def test_gradient_norms_match_backward_and_leave_everything_as_found():
+    model = plain_net(14).eval()
+    model.stem[0].weight.requires_grad_(False)
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)
+    images, labels = torch.randn(16, 1, 14, 14), torch.randint(0, 10, (16,))
+    buffers = copy.deepcopy(dict(model.named_buffers()))
+    norms = gradient_norms(model, images, labels)
+    assert not model.training and not model.stem[0].weight.requires_grad
+    assert torch.equal(model.fc.weight.grad, torch.ones_like(model.fc.weight))
+    assert all(torch.equal(b, buffers[k]) for k, b in model.named_buffers())
+    convs = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert list(norms) == [k for k, _ in convs] and len(norms) == 13
+    reference = copy.deepcopy(model).train()
+    for p in reference.parameters():
+        p.requires_grad_(True)
+    F.cross_entropy(reference(images), labels).backward()
+    expected = [m.weight.grad.norm().item() for _, m in reference.named_modules() if isinstance(m, nn.Conv2d)]
+    assert list(norms.values()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_norms_restore_state_when_forward_fails():
+    model = plain_net(8).eval()
+    model.stem[0].weight.requires_grad_(False)
+    with pytest.raises(RuntimeError):
+        gradient_norms(model, torch.randn(4, 3, 14, 14), torch.zeros(4, dtype=torch.long))
+    assert not model.training and not model.stem[0].weight.requires_grad
+
+
+def test_gradient_norms_bad_input():
+    with pytest.raises(ValueError, match="Conv2d"):
+        gradient_norms(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.randn(2, 1, 2, 2), torch.zeros(2).long())
+
+
+def test_plain_gradients_vanish_without_batch_norm_but_not_residual():
+    images, labels = torch.randn(64, 1, 14, 14), torch.randint(0, 10, (64,))
+    ratios = {}
+    for build in (plain_net, residual_net):
+        seed_everything(0)
+        norms = list(gradient_norms(build(20, batch_norm=False, init="default"), images, labels).values())
+        ratios[build.__name__] = norms[0] / norms[-1]
+    assert ratios["plain_net"] < 1e-4 and 0.1 < ratios["residual_net"] < 10
+
+
+# ---- identity extension -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_identity_extension_computes_the_same_function(batch_norm):
+    shallow = plain_net(8, batch_norm=batch_norm)
+    images, labels = torch.randn(200, 1, 14, 14), torch.randint(0, 10, (200,))
+    train(shallow, images, labels, steps=3, batch_size=50)   # non-trivial BN statistics
+    state = copy.deepcopy(shallow.state_dict())
+    deep = identity_extension(shallow, 32)
+    assert deep.depth == 32 and not deep.training
+    assert sum(isinstance(m, nn.Conv2d) for m in deep.modules()) == 31
+    with torch.no_grad():
+        expected, actual = shallow.eval()(images), deep(images)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    assert F.cross_entropy(actual, labels).item() == pytest.approx(F.cross_entropy(expected, labels).item(), abs=1e-6)
+    assert all(torch.equal(v, state[k]) for k, v in shallow.state_dict().items())
+
+
+def test_identity_extension_bad_input():
+    with pytest.raises(TypeError, match="plain"):
+        identity_extension(residual_net(8), 20)
+    with pytest.raises(ValueError, match="at least"):
+        identity_extension(plain_net(20), 8)
+
+
+# ---- the degradation claim, three seeds -------------------------------------------------------
+
+def test_degradation_holds_for_three_seeds():
+    """Recipe of notebook 02 (fast mode): MNIST-5k at 14x14, 3 epochs, same optimizer for every net."""
+    images, labels = load_mnist(size=14)
+    steps = 3 * (len(images) // 128)
+    for seed in (0, 1, 2):
+        errors = {}
+        for name, build, depth in (("plain8", plain_net, 8), ("plain32", plain_net, 32), ("res32", residual_net, 32)):
+            generator = seed_everything(seed)
+            errors[name] = train(build(depth), images, labels, steps=steps, generator=generator).final_error
+        assert errors["plain32"] > errors["plain8"] + 0.05, (seed, errors)
+        assert errors["res32"] < errors["plain32"] - 0.05, (seed, errors)
