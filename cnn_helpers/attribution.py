@@ -60,7 +60,7 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
         window, stride: Window size and step in pixels, int or (height, width); stride <= window.
         baseline: The fill value, a float or a tensor broadcastable to (N, 3, H, W). Default: 0.0 (black).
         perturbations_per_eval: Windows per forward pass (each one a batch of N images).
-            Default: None = about 16 images of 224 px per batch on a CPU, 128 on a GPU.
+            Default: None = about 32 images of 224 px per batch on a CPU, 128 on a GPU.
 
     Returns:
         (N, H, W): per pixel, the mean score drop over the windows covering it. Captum's ``Occlusion``
@@ -81,7 +81,7 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     windows = [(y, x) for y in _offsets(height, wh, sh) for x in _offsets(width, ww, sw)]
     per_eval = perturbations_per_eval
     if per_eval is None:
-        per_eval = max(1, batch_size_for(images, 128 if device.type == "cuda" else 16) // n)
+        per_eval = max(1, batch_size_for(images, 128 if device.type == "cuda" else 32) // n)
     if not isinstance(per_eval, int) or isinstance(per_eval, bool) or per_eval < 1:
         raise ValueError(f"perturbations_per_eval must be a positive int or None, got {perturbations_per_eval!r}")
     total = torch.zeros(n, height, width, device=device)
