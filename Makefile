@@ -38,11 +38,11 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	@mkdir -p build/torch-home
-	$(TEST_ENV) $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(or $(PYTEST_ARGS),tests)
 
 notebooks: $(STAMP)
 	@mkdir -p build/torch-home
-	$(TEST_ENV) $(BIN)/python -m pytest notebooks $(NBVAL) $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL) $(or $(PYTEST_ARGS),notebooks)
 
 site: $(STAMP)
 	$(BIN)/python tools/build_site.py $(if $(FULL),--full,)
