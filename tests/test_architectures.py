@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torchvision
+from helpers import randomize_batch_norm
 from torch import nn
 
 from cnn_helpers import architectures
@@ -11,14 +12,6 @@ from cnn_helpers.architectures import VGG, alexnet, count_weight_layers, vgg16
 VGG_NAMES = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
 
-def randomize_batch_norm(model: nn.Module, generator: torch.Generator) -> None:
-    """Fresh BN layers are the identity in eval mode; random statistics make the comparison bite."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
 
 
 def assert_same_as_torchvision(name: str, size: int, *, num_classes: int = 1000) -> None:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torchvision
+from helpers import randomize_batch_norm
 from torch import nn
 
 from cnn_helpers import resnet
@@ -11,14 +12,6 @@ from cnn_helpers.resnet import BasicBlock, Bottleneck, resnet18, resnet50
 NAMES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
-def randomize_batch_norm(model: nn.Module, generator: torch.Generator) -> None:
-    """Fresh BN layers are the identity in eval mode; random statistics make the comparison bite."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
 
 
 @pytest.mark.parametrize("name", NAMES)
