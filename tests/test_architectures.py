@@ -4,7 +4,6 @@ import pytest
 import torch
 import torchvision
 from helpers import randomize_batch_norm
-from torch import nn
 
 from cnn_helpers import architectures
 from cnn_helpers.architectures import VGG, alexnet, count_weight_layers, vgg16
