@@ -17,19 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attribution_checks import (Target, batch_size_for, check_images, check_layer, check_model, check_target,
-                                 evaluating, gather, input_gradients)
+from .checks import (Target, batch_size_for, check_baseline, check_choice, check_float, check_generator, check_images,
+                     check_int, check_layer, check_model, check_pair, check_target, evaluating, gather, grad_enabled,
+                     input_gradients)
 
 __all__ = ["occlusion_map", "saliency_map", "smoothgrad", "integrated_gradients", "guided_backprop", "grad_cam",
            "IG_METHODS"]
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
-
-
-def _pair(value: object, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else None
-    if pair is None or len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width) of them, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 def _offsets(size: int, window: int, stride: int) -> list[int]:
@@ -71,19 +65,18 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
         >>> heat = occlusion_map(model, images, 285, window=32, stride=16)
     """
     check_model(model)
-    check_images(images)
+    check_images(images, model=model)
     (n, _, height, width), device = images.shape, images.device
     labels = check_target(target, n, device)
-    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
     if wh > height or ww > width or sh > wh or sw > ww:
         raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {(height, width)}")
-    fill = torch.broadcast_to(torch.as_tensor(baseline, dtype=images.dtype, device=device), images.shape)
+    fill = check_baseline(baseline, images)
     windows = [(y, x) for y in _offsets(height, wh, sh) for x in _offsets(width, ww, sw)]
     per_eval = perturbations_per_eval
     if per_eval is None:
         per_eval = max(1, batch_size_for(images, 128 if device.type == "cuda" else 32) // n)
-    if not isinstance(per_eval, int) or isinstance(per_eval, bool) or per_eval < 1:
-        raise ValueError(f"perturbations_per_eval must be a positive int or None, got {perturbations_per_eval!r}")
+    per_eval = check_int(per_eval, "perturbations_per_eval")
     total = torch.zeros(n, height, width, device=device)
     counts = torch.zeros(height, width, device=device)
     with evaluating(model), torch.inference_mode():
@@ -114,7 +107,7 @@ def saliency_map(model: nn.Module, images: torch.Tensor, target: Target) -> torc
         >>> heat = saliency_map(model, images, 285)
     """
     check_model(model)
-    check_images(images)
+    check_images(images, model=model)
     labels = check_target(target, images.shape[0], images.device)
     with evaluating(model):
         grads = input_gradients(model, images, labels, images.shape[0])
@@ -140,9 +133,10 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target, *, sample
         >>> heat = smoothgrad(model, images, 285, samples=25, generator=torch.Generator().manual_seed(0))
     """
     check_model(model)
-    check_images(images)
-    if not isinstance(samples, int) or samples < 1 or not stdev >= 0:
-        raise ValueError(f"samples must be a positive int and stdev >= 0, got samples={samples!r}, stdev={stdev!r}")
+    check_images(images, model=model)
+    samples, stdev = check_int(samples, "samples"), check_float(stdev, "stdev", minimum=0.0)
+    generator = check_generator(generator)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
     n = images.shape[0]
     labels = check_target(target, n, images.device)
     gen_device = generator.device if generator is not None else images.device
@@ -187,20 +181,18 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target: Target,
         >>> attr = integrated_gradients(model, images, 285, steps=32)
     """
     check_model(model)
-    check_images(images)
-    if method not in IG_METHODS:
-        raise ValueError(f"method must be one of {', '.join(IG_METHODS)}; got {method!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_images(images, model=model)
+    method, steps = check_choice(method, "method", IG_METHODS), check_int(steps, "steps")
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
     n = images.shape[0]
     labels = check_target(target, n, images.device)
-    base = torch.broadcast_to(torch.as_tensor(baseline, dtype=images.dtype, device=images.device), images.shape)
+    base = check_baseline(baseline, images)
     alphas, sizes = _ig_weights(method, steps)
     path = torch.cat([base + alpha * (images - base) for alpha in alphas])
     with evaluating(model):
         grads = input_gradients(model, path, labels.repeat(steps), batch_size or batch_size_for(images, 16))
     weights = torch.tensor(sizes, dtype=grads.dtype, device=grads.device).view(steps, 1, 1, 1, 1)
-    return (grads.view(steps, *images.shape) * weights).sum(dim=0) * (images - base)
+    return ((grads.view(steps, *images.shape) * weights).sum(dim=0) * (images - base)).detach()
 
 
 class _PositiveGradient(torch.autograd.Function):
@@ -234,7 +226,7 @@ def guided_backprop(model: nn.Module, images: torch.Tensor, target: Target, *,
         >>> attr = guided_backprop(model, images, 285)
     """
     check_model(model)
-    check_images(images)
+    check_images(images, model=model)
     labels = check_target(target, images.shape[0], images.device)
     hooked = [m for m in model.modules() if isinstance(m, activations)]
     if not hooked:
@@ -270,7 +262,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target: Target, *, layer: s
         >>> heat = grad_cam(model, images, 285, layer="net._act_head")
     """
     check_model(model)
-    check_images(images)
+    check_images(images, model=model)
     module = check_layer(model, layer)
     labels = check_target(target, images.shape[0], images.device)
     seen: list[torch.Tensor] = []
@@ -281,7 +273,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target: Target, *, layer: s
 
     handle = module.register_forward_hook(keep)
     try:
-        with evaluating(model), torch.enable_grad():
+        with evaluating(model), grad_enabled():
             score = gather(model(images.clone().requires_grad_(True)), labels)
             if len(seen) != 1 or not isinstance(seen[0], torch.Tensor) or seen[0].ndim != 4:
                 raise ValueError(f"layer {layer!r} must run once per forward and return (N, C, h, w); "

@@ -18,8 +18,8 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from .attribution_checks import (Target, batch_size_for, check_images, check_layer, check_model, check_target,
-                                 evaluating, gather)
+from .checks import (Target, batch_size_for, check_baseline, check_float, check_generator, check_images, check_int,
+                     check_layer, check_model, check_target, evaluating, gather)
 
 __all__ = ["deletion_curve", "insertion_curve", "area_under_curve", "blur", "spearman", "randomize_parameters",
            "cascading_randomization"]
@@ -28,8 +28,7 @@ __all__ = ["deletion_curve", "insertion_curve", "area_under_curve", "blur", "spe
 def blur(images: torch.Tensor, *, sigma: float = 5.0) -> torch.Tensor:
     """Gaussian blur (kernel 4 sigma + 1, at most 2 min(H, W) - 1), the insertion metric's start. (N, 3, H, W) -> same."""
     check_images(images)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    sigma = check_float(sigma, "sigma", minimum=0.0, strict_minimum=True)
     size = min(2 * int(2 * sigma) + 1, 2 * min(images.shape[-2:]) - 1)  # reflection padding must fit the image
     return TF.gaussian_blur(images, [size, size], [sigma, sigma])
 
@@ -41,8 +40,8 @@ def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, target: Tar
     if not isinstance(heatmap, torch.Tensor) or heatmap.shape != (n, height, width):
         shape = tuple(heatmap.shape) if isinstance(heatmap, torch.Tensor) else type(heatmap).__name__
         raise ValueError(f"heatmap must have shape (N, H, W) = {(n, height, width)}, got {shape}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    steps = check_int(steps, "steps")
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
     labels = check_target(target, n, start.device)
     order = heatmap.detach().flatten(1).to(start.device).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(height * width, device=start.device).expand(n, -1))
@@ -63,7 +62,7 @@ def _fill(images: torch.Tensor, baseline: float | torch.Tensor | str) -> torch.T
         if baseline != "blur":
             raise ValueError(f"baseline must be a float, a tensor or 'blur', got {baseline!r}")
         return blur(images)
-    return torch.broadcast_to(torch.as_tensor(baseline, dtype=images.dtype, device=images.device), images.shape)
+    return check_baseline(baseline, images)
 
 
 def deletion_curve(model: nn.Module, images: torch.Tensor, target: Target, heatmap: torch.Tensor, *, steps: int = 20,
@@ -81,7 +80,7 @@ def deletion_curve(model: nn.Module, images: torch.Tensor, target: Target, heatm
     Reference: Petsiuk et al., "RISE", BMVC 2018. Example: ``auc = area_under_curve(deletion_curve(m, x, 285, heat))``
     """
     check_model(model)
-    check_images(images)
+    check_images(images, model=model)
     return _curve(model, images, _fill(images, baseline), target, heatmap, steps, batch_size)
 
 
@@ -93,7 +92,7 @@ def insertion_curve(model: nn.Module, images: torch.Tensor, target: Target, heat
     Reference: Petsiuk et al., "RISE", BMVC 2018. Example: ``auc = area_under_curve(insertion_curve(m, x, 285, heat))``
     """
     check_model(model)
-    check_images(images)
+    check_images(images, model=model)
     return _curve(model, _fill(images, baseline), images, target, heatmap, steps, batch_size)
 
 
@@ -155,6 +154,7 @@ def cascading_randomization(model: nn.Module, layers: Sequence[str], *,
     Reference: Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
     check_model(model)
+    generator = check_generator(generator)
     for name in layers:
         check_layer(model, name)
     copied = copy.deepcopy(model)

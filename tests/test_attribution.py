@@ -1,10 +1,11 @@
-"""Tests for cnn_helpers.attribution (and attribution_checks): hand-computed cases, Captum as the oracle,
+"""Tests for cnn_helpers.attribution (and the shared checks): hand-computed cases, Captum as the oracle,
 model/input state left as found (also on error), and clear errors for bad input."""
 
 from __future__ import annotations
 
 import warnings
 
+import helpers
 import pytest
 import torch
 from torch import nn
@@ -212,22 +213,12 @@ def test_pretrained_efficientnet_relu6_layers_work():
 
 # --- state left as found --------------------------------------------------------------------------
 
-def hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
-               for m in model.modules())
-
-
 def snapshot(model, x):
-    return ([m.training for m in model.modules()], [p.requires_grad for p in model.parameters()],
-            [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-            {k: v.clone() for k, v in model.state_dict().items()}, x.clone(), x.requires_grad, x.grad, hooks(model))
+    return helpers.snapshot(model, x)
 
 
 def assert_same(before, after):
-    assert before[0] == after[0] and before[1] == after[1] and before[5] == after[5] and before[7] == after[7]
-    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(before[2], after[2]))
-    assert all(torch.equal(before[3][k], after[3][k]) for k in before[3])  # incl. batch-norm running stats
-    assert torch.equal(before[4], after[4]) and after[6] is None
+    helpers.assert_unchanged(before, after)
 
 
 def stateful_net():
@@ -278,7 +269,7 @@ def test_hooks_removed_when_the_forward_pass_fails():
     for call in (guided_backprop, lambda m, x, t: grad_cam(m, x, t, layer="act")):
         with pytest.raises(RuntimeError, match="boom"):
             call(model, images(), 0)
-        assert hooks(model) == 0 and model.training
+        assert helpers.hooks(model) == 0 and model.training
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -330,11 +321,11 @@ def test_bad_occlusion_options(kwargs, match):
 
 
 def test_bad_method_options():
-    with pytest.raises(ValueError, match="method must be one of gausslegendre"):
+    with pytest.raises(ValueError, match="method must be one of .gausslegendre."):
         integrated_gradients(small_net(), images(), 0, method="simpson")
     with pytest.raises(ValueError, match="steps must be >= 2"):
         integrated_gradients(small_net(), images(), 0, steps=1, method="riemann_trapezoid")
-    with pytest.raises(ValueError, match="samples must be a positive int"):
+    with pytest.raises(ValueError, match=r"samples must be an int in \[1, inf\]"):
         smoothgrad(small_net(), images(), 0, samples=0)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         saliency_map(lambda x: x, images(), 0)
