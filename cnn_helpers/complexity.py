@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .checks import check_model, evaluating
+
 __all__ = ["LayerRow", "count_weight_layers", "count_parameters", "count_macs", "layer_table"]
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
@@ -33,11 +35,6 @@ class LayerRow:
     params: int
     macs: int
     receptive_field: int | None
-
-
-def _check_model(model: object) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _is_shortcut(name: str) -> bool:
@@ -62,7 +59,7 @@ def count_weight_layers(model: nn.Module) -> int:
         >>> count_weight_layers(resnet152())
         152
     """
-    _check_model(model)
+    check_model(model)
     return sum(isinstance(m, WEIGHT_LAYERS) and not _is_shortcut(name) for name, m in model.named_modules())
 
 
@@ -79,7 +76,7 @@ def count_parameters(model: nn.Module) -> int:
         >>> count_parameters(vgg19())
         143667240
     """
-    _check_model(model)
+    check_model(model)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -136,12 +133,11 @@ def _receptive_field_step(
 def _record(model: nn.Module, input_size: object, *, per_layer: bool) -> tuple[list, int]:
     """One eval-mode forward pass under FlopCounterMode: the total FLOPs and, with ``per_layer``,
     ``(name, module, input shape, output shape, FLOPs)`` per leaf-module call, in call order."""
-    _check_model(model)
+    check_model(model)
     x = _input_for(model, input_size)
     calls: list = []
     started: dict[str, int] = {}
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())] if per_layer else []
-    was_training = model.training
     with FlopCounterMode(display=False) as counter:
 
         def pre_hook(name: str):
@@ -155,12 +151,10 @@ def _record(model: nn.Module, input_size: object, *, per_layer: bool) -> tuple[l
 
         handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in leaves]
         handles += [m.register_forward_hook(post_hook(n)) for n, m in leaves]
-        model.eval()  # batch norm must not update its running statistics here
-        try:
-            with torch.no_grad():
+        try:  # eval mode: batch norm must not update its running statistics here
+            with evaluating(model), torch.no_grad():
                 model(x)
         finally:
-            model.train(was_training)
             for handle in handles:
                 handle.remove()
     return calls, counter.get_total_flops()

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_int, evaluating, grad_enabled, module_modes, restore_modes, restore_requires_grad, set_modes
 from .smallnets import SmallNet, blocks_for_depth, plain_net
 
 __all__ = ["History", "train", "training_error", "gradient_norms", "identity_extension", "warmup_cosine"]
@@ -62,15 +63,12 @@ def _check_data(images: torch.Tensor, labels: torch.Tensor) -> None:
 
 @torch.no_grad()
 def training_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1000) -> float:
-    """Fraction of ``images`` (N, C, H, W) the model misclassifies, in eval mode (mode restored)."""
+    """Fraction of ``images`` (N, C, H, W) the model misclassifies, in eval mode (every module's mode restored)."""
     _check_data(images, labels)
-    was_training = model.training
-    model.eval()
-    try:
+    batch_size = check_int(batch_size, "batch_size")
+    with evaluating(model):
         wrong = sum((model(images[i:i + batch_size]).argmax(1) != labels[i:i + batch_size]).sum().item()
                     for i in range(0, len(images), batch_size))
-    finally:
-        model.train(was_training)
     return wrong / len(images)
 
 
@@ -89,7 +87,9 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps
     """Train a classifier in place with SGD, warm-up then cosine decay; record training error.
 
     Args:
-        model: Any classifier ``(N, C, H, W) -> (N, classes)``; its mode is restored afterwards.
+        model: Any classifier ``(N, C, H, W) -> (N, classes)``. A model in training mode trains in the modes
+            its modules have (a frozen batch norm stays frozen); one in eval mode trains all in training mode.
+            Every module's mode is restored afterwards.
         images, labels: Training set ``(N, C, H, W)`` float and ``(N,)`` int64, on the model's device.
         steps: Optimizer steps (one mini-batch each). lr: Peak learning rate. Default: 0.1.
         batch_size, momentum, weight_decay, warmup: Defaults 128, 0.9, 1e-4, 20 (He et al.'s values).
@@ -109,33 +109,37 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps
     eval_every = eval_every or len(images) // batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps=steps, warmup=warmup))
-    history, was_training = History(), model.training
+    history = History()
     batches = _batches(len(images), batch_size, generator)
     bar = _progress(steps) if progress else None
-    try:
-        for step in range(1, steps + 1):
+    with restore_modes(model):
+        if not model.training:
             model.train()
-            index = next(batches)
-            logits = model(images[index])
-            loss = F.cross_entropy(logits, labels[index])
+        train_modes = module_modes(model)  # evaluation in between switches to eval; come back to exactly these
+        try:
+            for step in range(1, steps + 1):
+                set_modes(train_modes)
+                index = next(batches)
+                with grad_enabled():  # also inside a caller's torch.no_grad()
+                    logits = model(images[index])
+                    loss = F.cross_entropy(logits, labels[index])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimizer.step()
+                schedule.step()
+                history.batch_loss.append(loss.item())
+                history.batch_error.append((logits.argmax(1) != labels[index]).float().mean().item())
+                if step % eval_every == 0 or step == steps:
+                    history.eval_steps.append(step)
+                    history.train_error.append(training_error(model, images, labels))
+                if callback is not None:
+                    callback(step, model, history.batch_loss[-1])
+                if bar is not None:
+                    bar.update(1)
+        finally:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            history.batch_loss.append(loss.item())
-            history.batch_error.append((logits.argmax(1) != labels[index]).float().mean().item())
-            if step % eval_every == 0 or step == steps:
-                history.eval_steps.append(step)
-                history.train_error.append(training_error(model, images, labels))
-            if callback is not None:
-                callback(step, model, history.batch_loss[-1])
             if bar is not None:
-                bar.update(1)
-    finally:
-        optimizer.zero_grad(set_to_none=True)
-        model.train(was_training)
-        if bar is not None:
-            bar.close()
+                bar.close()
     return history
 
 
@@ -148,17 +152,14 @@ def _progress(total: int):
 @contextmanager
 def _probe_state(model: nn.Module, params: list[nn.Parameter], training: bool) -> Iterator[None]:
     """Set the mode and requires_grad for a probe; restore them and every buffer (BN statistics) after."""
-    was_training, flags = model.training, [p.requires_grad for p in params]
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     try:
-        model.train(training)
-        for p in params:
-            p.requires_grad_(True)
-        yield
+        with restore_modes(model), restore_requires_grad(params):
+            model.train(training)
+            for p in params:
+                p.requires_grad_(True)
+            yield
     finally:
-        model.train(was_training)
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
         with torch.no_grad():
             for name, b in model.named_buffers():
                 b.copy_(buffers[name])
@@ -186,7 +187,7 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if not convs:
         raise ValueError("model has no nn.Conv2d layer to probe")
     weights = [m.weight for _, m in convs]
-    with _probe_state(model, weights, training):
+    with _probe_state(model, weights, training), grad_enabled():
         loss = F.cross_entropy(model(images), labels)
         grads = torch.autograd.grad(loss, weights)
     return {name: g.norm().item() for (name, _), g in zip(convs, grads)}
