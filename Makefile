@@ -3,10 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The test switches: fast mode, offline, an empty torch hub cache (so results do not depend on
-# which weights this machine happens to have), and no network for any process of the run.
-TEST_ENV := CNN_FAST=1 CNN_OFFLINE=1 CNN_BLOCK_NETWORK=1 CNN_MODEL= MPLBACKEND=Agg \
-	TORCH_HOME=$(CURDIR)/build/torch-home PYTHONPATH=$(CURDIR)/tools/netblock
+# The test environment (fast, offline, no network, empty torch hub cache, OMP_NUM_THREADS pinned;
+# TEST_THREADS=1 on a busy machine) is defined once, in tools/testenv.py, and shared with `make refresh`.
+TEST_ENV := $(BIN)/python tools/testenv.py
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
 
 .PHONY: help install lab test unit notebooks site exercises bench refresh clean
@@ -33,15 +32,12 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 test: $(STAMP)
-	@mkdir -p build/torch-home
 	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS)
 
 unit: $(STAMP)
-	@mkdir -p build/torch-home
 	$(TEST_ENV) $(BIN)/python -m pytest $(or $(PYTEST_ARGS),tests)
 
 notebooks: $(STAMP)
-	@mkdir -p build/torch-home
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL) $(or $(PYTEST_ARGS),notebooks)
 
 site: $(STAMP)
@@ -54,7 +50,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 refresh: $(STAMP)
-	@mkdir -p build/torch-home
 	$(BIN)/python tools/refresh_notebooks.py $(NB)
 
 clean:

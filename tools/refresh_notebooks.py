@@ -9,27 +9,18 @@ nbval compares exactly the marked cells. Run it after changing a notebook, then 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbexec import execute  # noqa: E402
+from testenv import test_environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "# NBVAL_CHECK_OUTPUT"
-
-
-def test_environment() -> dict[str, str]:
-    """The same switches as `make test` (fast, offline, empty torch hub cache, no network)."""
-    env = {
-        "CNN_FAST": "1", "CNN_OFFLINE": "1", "CNN_BLOCK_NETWORK": "1", "MPLBACKEND": "Agg",
-        "TORCH_HOME": str(ROOT / "build" / "torch-home"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tools" / "netblock"), os.environ.get("PYTHONPATH", "")]),
-    }
-    env.pop("CNN_MODEL", None)
-    return env
 
 
 def keep_text(outputs: list) -> list:
@@ -48,9 +39,8 @@ def keep_text(outputs: list) -> list:
 
 def refresh(path: Path) -> float:
     notebook = nbformat.read(path, as_version=4)
-    os.environ.update(test_environment())
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    execute(notebook, cwd=path.parent, timeout=600, env=test_environment())
     seconds = time.perf_counter() - start
     for cell in notebook.cells:
         if cell.cell_type != "code":

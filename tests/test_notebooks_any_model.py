@@ -1,0 +1,48 @@
+"""Every notebook that uses `load_pretrained()` also runs when it returns a torchvision model.
+
+A lecturer who cached torchvision's weights gets a ResNet (or VGG, AlexNet) from `load_pretrained()`.
+Here a temporary torch hub cache holds randomly initialised state_dicts under the real file names
+(tools/standin_weights.py), loaded through the real path with the hash check off; each notebook must
+run to the end and say which model it used. Outputs are not compared (they depend on the model).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from nbexec import execute  # noqa: E402
+from standin_weights import write_standins  # noqa: E402
+
+USES_DEFAULT_MODEL = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+                      if "load_pretrained(" in p.read_text()]
+# TEMPORARY: notebooks still being made model-independent (issue 7); strict, so the entry must go once they pass
+KNOWN_FAILING = {"00_getting_started", "03_attribution"}
+STANDIN = "resnet18"  # the cheapest model of the preference order; a BN-ResNet unlike the EfficientNets
+
+
+@pytest.fixture(scope="module")
+def standin_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("torch-home")
+    write_standins(home, [STANDIN])
+    return home
+
+
+def test_some_notebooks_use_the_default_model():
+    assert len(USES_DEFAULT_MODEL) >= 2
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 7"))
+                                  if p.stem in KNOWN_FAILING else p for p in USES_DEFAULT_MODEL],
+                         ids=[p.stem for p in USES_DEFAULT_MODEL])
+def test_notebook_runs_with_a_torchvision_model(path, standin_home):
+    notebook = nbformat.read(path, as_version=4)
+    execute(notebook, cwd=path.parent, timeout=600, env={"TORCH_HOME": str(standin_home), "CNN_VERIFY_WEIGHTS": "0",
+                                                         "CNN_MODEL": ""})
+    printed = "".join(out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs)
+    assert STANDIN in printed, "the notebook must say which model it uses (pre.name)"
