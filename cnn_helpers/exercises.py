@@ -10,9 +10,15 @@ A solution notebook marks what students must write with nbgrader's markers::
         ### END SOLUTION
 
 ``python -m cnn_helpers.exercises notebooks build/exercises`` writes student versions
-(each block replaced by ``raise NotImplementedError()``, outputs cleared) and copies the
-solutions. Check cells call :func:`check_function`, which compares the student's function
-with the package's on seeded random inputs and fails with a readable message.
+(each block replaced by ``raise NotImplementedError()``, outputs cleared, check cells tagged
+``raises-exception``) and copies the solutions. Check cells call :func:`check_function`, which
+compares the student's function with the package's on seeded random inputs and fails with a
+readable message. Because of the tag, "Run All" goes on past an unfinished exercise (graders still
+see the failed check), and later cells that need the student's function call :func:`use`, which
+falls back to the package's function, with a visible note, until the check has passed::
+
+    check_function(my_saliency, attr.saliency_map, tiny_inputs)      # the check cell
+    saliency = use(my_saliency, attr.saliency_map)                   # later: yours once it passes
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from typing import Any, Callable, Sequence
 import nbformat
 import torch
 
-__all__ = ["BEGIN", "END", "strip_solutions", "make_student_notebook", "generate", "check_function", "check_close"]
+__all__ = ["BEGIN", "END", "CHECK_TAG", "strip_solutions", "make_student_notebook", "generate", "check_function",
+           "check_close", "use", "is_check_cell"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 CODE_PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_PLACEHOLDER = "YOUR ANSWER HERE"
+CHECK_TAG = "raises-exception"  # Jupyter, nbclient and nbval go on past a failing cell with this tag
+_PASSED: dict[str, Callable[..., Any]] = {}  # function name -> the function object that passed its check
 _BLOCK = re.compile(r"^([ \t]*)" + re.escape(BEGIN) + r"[^\n]*\n.*?^[ \t]*" + re.escape(END) + r"[^\n]*$", re.M | re.S)
 
 
@@ -61,8 +70,14 @@ def strip_solutions(source: str, *, code: bool = True) -> str:
     return stripped
 
 
+def is_check_cell(cell: nbformat.NotebookNode) -> bool:
+    """Whether a code cell checks an exercise (it calls ``check_function`` or ``check_close``)."""
+    return cell.cell_type == "code" and ("check_function(" in cell.source or "check_close(" in cell.source)
+
+
 def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of a solution notebook with solutions replaced and all outputs cleared."""
+    """A copy of a solution notebook with solutions replaced, all outputs cleared and check cells tagged
+    ``raises-exception`` (so that running all cells goes on past an unfinished exercise)."""
     student = copy.deepcopy(notebook)
     for cell in student.cells:
         if cell.cell_type in ("code", "markdown"):
@@ -70,6 +85,9 @@ def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookN
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+            if is_check_cell(cell):
+                tags = [t for t in cell.metadata.get("tags", []) if not t.startswith("nbval-")]
+                cell.metadata["tags"] = [*tags, CHECK_TAG]
     return student
 
 
@@ -149,6 +167,7 @@ def check_function(
     """
     generator = torch.Generator().manual_seed(seed)
     name = getattr(student, "__name__", "your function")
+    _PASSED.pop(name, None)
     for trial in range(trials):
         args = make_inputs(generator)
         expected = reference(*copy.deepcopy(args))
@@ -159,7 +178,25 @@ def check_function(
         except Exception as err:
             raise AssertionError(f"{name} raised {type(err).__name__}: {err}") from err
         check_close(actual, expected, atol=atol, rtol=rtol, what=f"{name} (trial {trial + 1})")
+    _PASSED[name] = student
     print(f"Correct: {name} matches the reference on {trials} random inputs.")
+
+
+def use(student: Callable[..., Any], reference: Callable[..., Any]) -> Callable[..., Any]:
+    """The student's function if this very function passed :func:`check_function`, else ``reference``.
+
+    Later cells of a notebook call it, so that they show the student's own result once the exercise is
+    done, and still run (with a printed note) while it is not.
+
+    Example:
+        >>> saliency = use(my_saliency, attr.saliency_map)
+    """
+    name = getattr(student, "__name__", "your function")
+    if _PASSED.get(name) is student:
+        return student
+    ref = f"{getattr(reference, '__module__', '')}.{getattr(reference, '__qualname__', 'reference')}".lstrip(".")
+    print(f"Note: {name} has not passed its check yet, so the cells below use the course's {ref} instead.")
+    return reference
 
 
 if __name__ == "__main__":

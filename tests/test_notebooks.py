@@ -5,12 +5,16 @@ import json
 import re
 from pathlib import Path
 
+import sys
+
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from refresh_notebooks import is_compared  # noqa: E402
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-MARK = "# NBVAL_CHECK_OUTPUT"
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -41,10 +45,15 @@ def test_first_code_cell_is_the_seeded_setup(notebook):
 
 def test_compared_cells_exist_and_hold_their_output(notebook):
     _, nb = notebook
-    marked = [c for c in code_cells(nb) if MARK in c.source]
+    marked = [c for c in code_cells(nb) if is_compared(c)]
     assert marked, "at least one cell's output is compared by nbval"
     for cell in marked:
         assert cell.outputs and cell.execution_count is not None, f"run `make refresh` for: {cell.source[:60]!r}"
+
+
+def test_nbval_markers_are_tags_not_comments(notebook):
+    _, nb = notebook
+    assert not [c.source[:60] for c in code_cells(nb) if "NBVAL_" in c.source], "use the nbval-check-output cell tag"
 
 
 def test_stored_outputs_are_small_text(notebook):

@@ -2,8 +2,8 @@
 
     python tools/refresh_notebooks.py [notebooks/NN_name.ipynb ...]   (default: all)
 
-Cells whose source contains ``# NBVAL_CHECK_OUTPUT`` keep their text output (stdout and
-text/plain results); every other output is cleared, so committed notebooks stay small and
+Cells tagged ``nbval-check-output`` (cell metadata, invisible to students) keep their text output
+(stdout and text/plain results); every other output is cleared, so committed notebooks stay small and
 nbval compares exactly the marked cells. Run it after changing a notebook, then commit.
 """
 
@@ -20,7 +20,12 @@ from nbexec import execute  # noqa: E402
 from testenv import test_environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-MARK = "# NBVAL_CHECK_OUTPUT"
+COMPARED = "nbval-check-output"  # the cell tag nbval reads: compare this cell's output
+
+
+def is_compared(cell: nbformat.NotebookNode) -> bool:
+    """Whether nbval compares this code cell's output (it carries the ``nbval-check-output`` tag)."""
+    return cell.cell_type == "code" and COMPARED in cell.get("metadata", {}).get("tags", [])
 
 
 def keep_text(outputs: list) -> list:
@@ -45,7 +50,7 @@ def refresh(path: Path) -> float:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        cell.outputs = keep_text(cell.outputs) if MARK in cell.source else []
+        cell.outputs = keep_text(cell.outputs) if is_compared(cell) else []
         # nbval skips comparing a cell whose execution_count is None ("unrun"), so keep it where outputs are
         if not cell.outputs:
             cell.execution_count = None
