@@ -1,0 +1,215 @@
+"""One training loop for every topic that trains a network, and the error/loss of a whole set.
+
+Used by `gradients` (notebook 02: plain vs residual nets under one budget) and by the later topics that
+train: adversarial training (notebook 06) and transfer learning (notebook 07). Topics call :func:`fit`
+with their own pieces instead of writing another loop:
+
+* ``transform(images, labels) -> images`` changes each mini-batch before the step (augmentation,
+  adversarial examples);
+* ``val=(images, labels)`` adds the validation error/loss at every evaluation;
+* only parameters with ``requires_grad`` are optimized (a frozen body stays frozen).
+
+Optimizer: SGD with momentum (or Adam), linear warm-up then cosine decay, weight decay. Everything the
+loop changes besides the weights (modes, ``.grad``) is put back afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import (check_choice, check_float, check_generator, check_int, check_model, evaluating, grad_enabled,
+                     module_modes, restore_modes, set_modes)
+
+__all__ = ["History", "fit", "evaluate", "training_error", "warmup_cosine", "check_data", "OPTIMIZERS"]
+
+OPTIMIZERS = ("sgd", "adam")
+Transform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class History:
+    """What :func:`fit` recorded.
+
+    ``batch_error[i]``/``batch_loss[i]``: error and loss of the mini-batch of step ``i`` (training mode,
+    before the update). ``eval_steps[j]``: the step after which the whole sets were evaluated in eval mode,
+    giving ``train_error[j]``/``train_loss[j]`` and, with validation data, ``val_error[j]``/``val_loss[j]``.
+    """
+
+    batch_error: list[float] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    train_error: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_error: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+
+    @property
+    def final_error(self) -> float:
+        """Training error (whole set, eval mode) at the end."""
+        return self.train_error[-1]
+
+    @property
+    def final_val_error(self) -> float:
+        """Validation error at the end (needs ``val=`` in :func:`fit`)."""
+        if not self.val_error:
+            raise ValueError("no validation data was given to fit(val=...)")
+        return self.val_error[-1]
+
+
+def warmup_cosine(step: int, *, steps: int, warmup: int) -> float:
+    """Learning-rate factor: linear from ``1/warmup`` to 1 over ``warmup`` steps, then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def check_data(images: object, labels: object, name: str = "images") -> None:
+    """ValueError unless ``images`` is (N, C, H, W) float and ``labels`` (N,) int64."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point() or not len(images):
+        raise ValueError(f"{name} must be a non-empty float tensor (N, C, H, W), got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} hold NaN or infinite values")
+    if not isinstance(labels, torch.Tensor) or labels.shape != images.shape[:1] or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be an int64 tensor of shape ({images.shape[0]},), got "
+                         f"{getattr(labels, 'dtype', type(labels))} {tuple(getattr(labels, 'shape', ()))}")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+             batch_size: int = 1000) -> tuple[float, float]:
+    """``(error, mean cross-entropy loss)`` of ``model`` on a whole set, in eval mode (every module's mode restored).
+
+    Example:
+        >>> error, loss = evaluate(model, images, labels)
+    """
+    check_model(model)
+    check_data(images, labels)
+    batch_size = check_int(batch_size, "batch_size")
+    wrong, loss = 0, 0.0
+    with evaluating(model):
+        for i in range(0, len(images), batch_size):
+            logits = model(images[i:i + batch_size])
+            wrong += (logits.argmax(1) != labels[i:i + batch_size]).sum().item()
+            loss += F.cross_entropy(logits, labels[i:i + batch_size], reduction="sum").item()
+    return wrong / len(images), loss / len(images)
+
+
+def training_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1000) -> float:
+    """Fraction of ``images`` (N, C, H, W) the model misclassifies, in eval mode (every module's mode restored)."""
+    return evaluate(model, images, labels, batch_size=batch_size)[0]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None):
+    """Index batches of a fresh permutation every epoch; the last incomplete batch is dropped."""
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+
+
+def _optimizer(params: list[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float):
+    if name == "adam":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _record(history: History, step: int, model: nn.Module, data: tuple, val: tuple | None) -> None:
+    history.eval_steps.append(step)
+    error, loss = evaluate(model, *data)
+    history.train_error.append(error)
+    history.train_loss.append(loss)
+    if val is not None:
+        error, loss = evaluate(model, *val)
+        history.val_error.append(error)
+        history.val_loss.append(loss)
+
+
+def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: int, lr: float = 0.1,
+        batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 1e-4,
+        warmup: int = 20, val: tuple[torch.Tensor, torch.Tensor] | None = None, eval_every: int | None = None,
+        transform: Transform | None = None, generator: torch.Generator | None = None,
+        callback: Callable[[int, nn.Module, float], None] | None = None, progress: bool = False) -> History:
+    """Train a classifier in place: mini-batches, warm-up then cosine decay; record errors and losses.
+
+    Args:
+        model: Any classifier ``(N, C, H, W) -> (N, classes)``. A model in training mode trains in the modes its
+            modules have (a frozen batch norm stays frozen); one in eval mode trains all in training mode. Only
+            parameters with ``requires_grad`` change. Every module's mode is restored afterwards.
+        images, labels: Training set ``(N, C, H, W)`` float and ``(N,)`` int64, on the model's device.
+        steps: Optimizer steps (one mini-batch each). lr: Peak learning rate. Default: 0.1.
+        batch_size, optimizer, momentum, weight_decay, warmup: Defaults 128, ``"sgd"`` (or ``"adam"``: AdamW),
+            0.9, 1e-4, 20 (He et al.'s values for SGD).
+        val: Optional validation set ``(images, labels)``, evaluated with the training set.
+        eval_every: Steps between whole-set evaluations. Default: one epoch (``N // batch_size``), and the last step.
+        transform: ``transform(images, labels) -> images`` applied to each mini-batch (augmentation, attacks).
+        generator: Seeds the mini-batch order. callback: ``callback(step, model, loss)`` after each step.
+        progress: Show a tqdm progress bar. Default: False.
+
+    Returns:
+        A :class:`History`; ``history.final_error`` is the final training error (eval mode, whole set).
+    Reference: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Sec. 4.2.
+    Example:
+        >>> history = fit(plain_net(8), images, labels, steps=117)
+    """
+    check_model(model)
+    check_data(images, labels)
+    if val is not None:
+        if not isinstance(val, (tuple, list)) or len(val) != 2:
+            raise TypeError(f"val must be a pair (images, labels) or None, got {type(val).__name__}")
+        check_data(*val, name="val images")
+    steps, batch_size = check_int(steps, "steps"), check_int(batch_size, "batch_size", maximum=len(images))
+    lr, weight_decay = check_float(lr, "lr", minimum=0.0, strict_minimum=True), check_float(weight_decay, "weight_decay", minimum=0.0)
+    momentum, warmup = check_float(momentum, "momentum", minimum=0.0, maximum=1.0), check_int(warmup, "warmup", minimum=0)
+    optimizer, generator = check_choice(optimizer, "optimizer", OPTIMIZERS), check_generator(generator)
+    eval_every = len(images) // batch_size if eval_every is None else check_int(eval_every, "eval_every")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameter with requires_grad=True: nothing to train")
+    opt = _optimizer(params, optimizer, lr, momentum, weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps=steps, warmup=max(1, warmup)))
+    history, batches = History(), _batches(len(images), batch_size, generator)
+    bar = _progress(steps) if progress else None
+    with restore_modes(model):
+        if not model.training:
+            model.train()
+        train_modes = module_modes(model)  # evaluation in between switches to eval; come back to exactly these
+        try:
+            for step in range(1, steps + 1):
+                index = next(batches)
+                x, y = images[index], labels[index]
+                if transform is not None:
+                    x = transform(x, y)
+                set_modes(train_modes)
+                with grad_enabled():  # also inside a caller's torch.no_grad()
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                opt.step()
+                schedule.step()
+                history.batch_loss.append(loss.item())
+                history.batch_error.append((logits.argmax(1) != y).float().mean().item())
+                if step % eval_every == 0 or step == steps:
+                    _record(history, step, model, (images, labels), val)
+                if callback is not None:
+                    callback(step, model, history.batch_loss[-1])
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            opt.zero_grad(set_to_none=True)
+            if bar is not None:
+                bar.close()
+    return history
+
+
+def _progress(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="train")
