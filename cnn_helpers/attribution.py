@@ -26,6 +26,9 @@ __all__ = ["occlusion_map", "saliency_map", "smoothgrad", "integrated_gradients"
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 
+_SCORES = {"logit": lambda logits: logits, "probability": lambda logits: logits.softmax(dim=1)}
+
+
 def _offsets(size: int, window: int, stride: int) -> list[int]:
     """Window starts as Captum places them: every stride, the last one may hang over the edge."""
     return [k * stride for k in range(-(-(size - window) // stride) + 1)]
@@ -46,7 +49,7 @@ def _forward_channels_last(model: nn.Module, batch: torch.Tensor) -> torch.Tenso
 
 def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, window: int | tuple[int, int],
                   stride: int | tuple[int, int], baseline: float | torch.Tensor = 0.0,
-                  perturbations_per_eval: int | None = None) -> torch.Tensor:
+                  perturbations_per_eval: int | None = None, output: str = "logit") -> torch.Tensor:
     """Occlusion: how much the target score drops when a window of the image is replaced by ``baseline``.
 
     Args:
@@ -55,6 +58,9 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
         baseline: The fill value, a float or a tensor broadcastable to (N, 3, H, W). Default: 0.0 (black).
         perturbations_per_eval: Windows per forward pass (each one a batch of N images).
             Default: None = about 32 images of 224 px per batch on a CPU, 128 on a GPU.
+        output: The score whose drop is measured: ``"logit"`` (the class score before the softmax, as
+            Captum measures it) or ``"probability"`` (the softmax probability, as Zeiler & Fergus plot it).
+            Default: ``"logit"``.
 
     Returns:
         (N, H, W): per pixel, the mean score drop over the windows covering it. Captum's ``Occlusion``
@@ -77,16 +83,17 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     if per_eval is None:
         per_eval = max(1, batch_size_for(images, 128 if device.type == "cuda" else 32) // n)
     per_eval = check_int(per_eval, "perturbations_per_eval")
+    score = _SCORES[check_choice(output, "output", tuple(_SCORES))]
     total = torch.zeros(n, height, width, device=device)
     counts = torch.zeros(height, width, device=device)
     with evaluating(model), torch.inference_mode():
-        reference = gather(model(images.clone()), labels)
+        reference = gather(score(model(images.clone())), labels)
         for start in range(0, len(windows), per_eval):
             chunk = windows[start:start + per_eval]
             batch = images.repeat(len(chunk), 1, 1, 1)
             for i, (y, x) in enumerate(chunk):
                 batch[i * n:(i + 1) * n, :, y:y + wh, x:x + ww] = fill[:, :, y:y + wh, x:x + ww]
-            drops = reference - gather(_forward_channels_last(model, batch), labels.repeat(len(chunk))).view(len(chunk), n)
+            drops = reference - gather(score(_forward_channels_last(model, batch)), labels.repeat(len(chunk))).view(len(chunk), n)
             for i, (y, x) in enumerate(chunk):
                 total[:, y:y + wh, x:x + ww] += drops[i, :, None, None]
                 counts[y:y + wh, x:x + ww] += 1

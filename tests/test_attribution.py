@@ -72,6 +72,16 @@ def test_occlusion_of_a_linear_model_with_one_pixel_windows():
     assert torch.allclose(occlusion_map(model, x, 0, window=1, stride=1, baseline=0.25)[0], expected, atol=1e-5)
 
 
+def test_occlusion_of_probabilities_is_the_softmax_drop():
+    model, x = small_net(), images(1, 8, 8)
+    heat = occlusion_map(model, x, 1, window=8, stride=8, output="probability")  # one window: the whole image
+    with torch.no_grad():
+        expected = model(x).softmax(1)[0, 1] - model(torch.zeros_like(x)).softmax(1)[0, 1]
+    assert torch.allclose(heat, expected.expand(1, 8, 8), atol=1e-6)
+    with pytest.raises(ValueError, match="output must be one of 'logit', 'probability'"):
+        occlusion_map(model, x, 1, window=8, stride=8, output="prob")
+
+
 def test_occlusion_averages_overlapping_windows():
     model, x = Linear(shape=(3, 1, 3)), images(1, 1, 3)
     per_pixel = (model.weight[0].detach() * x[0]).sum(dim=0)[0]  # drop if only that pixel is occluded
