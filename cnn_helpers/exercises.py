@@ -9,13 +9,15 @@ A solution notebook marks what students must write with nbgrader's markers::
         ...the reference answer...
         ### END SOLUTION
 
-``python -m cnn_helpers.exercises notebooks build/exercises`` writes student versions
-(each block replaced by ``raise NotImplementedError()``, outputs cleared, check cells tagged
-``raises-exception``) and copies the solutions. Check cells call :func:`check_function`, which
-compares the student's function with the package's on seeded random inputs and fails with a
-readable message. Because of the tag, "Run All" goes on past an unfinished exercise (graders still
-see the failed check), and later cells that need the student's function call :func:`use`, which
-falls back to the package's function, with a visible note, until the check has passed::
+``python -m cnn_helpers.exercises notebooks build/exercises`` (``make exercises``) writes student
+versions (each block replaced by ``raise NotImplementedError()``, outputs cleared, check cells tagged
+``raises-exception``) and copies the solutions; ``--work notebooks student`` (``make lab-student``)
+writes a student's own working copies and never overwrites one. Check cells call :func:`check_function`, which
+compares the student's function with the package's on seeded random inputs and fails with a one-line
+:class:`CheckFailed` message (no traceback into this module). Because of the tag, "Run All" goes on past
+an unfinished exercise (JupyterLab, nbclient and nbval honour it; graders still see the failed cell),
+and later cells that need the student's function call :func:`use`, which falls back to the package's
+function, with a visible note, until the check has passed::
 
     check_function(my_saliency, attr.saliency_map, tiny_inputs)      # the check cell
     saliency = use(my_saliency, attr.saliency_map)                   # later: yours once it passes
@@ -33,8 +35,8 @@ from typing import Any, Callable, Sequence
 import nbformat
 import torch
 
-__all__ = ["BEGIN", "END", "CHECK_TAG", "strip_solutions", "make_student_notebook", "generate", "check_function",
-           "check_close", "use", "is_check_cell"]
+__all__ = ["BEGIN", "END", "CHECK_TAG", "CheckFailed", "strip_solutions", "make_student_notebook", "generate",
+           "student_copies", "check_function", "check_close", "use", "is_check_cell"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -42,6 +44,17 @@ CODE_PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_PLACEHOLDER = "YOUR ANSWER HERE"
 CHECK_TAG = "raises-exception"  # Jupyter, nbclient and nbval go on past a failing cell with this tag
 _PASSED: dict[str, Callable[..., Any]] = {}  # function name -> the function object that passed its check
+
+
+class CheckFailed(AssertionError):
+    """An exercise check that did not pass. Jupyter shows only its message: the traceback would point into
+    this module, not at anything the student wrote (an error raised by the student's own code keeps its
+    full traceback instead)."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for how an exception is displayed
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
 _BLOCK = re.compile(r"^([ \t]*)" + re.escape(BEGIN) + r"[^\n]*\n.*?^[ \t]*" + re.escape(END) + r"[^\n]*$", re.M | re.S)
 
 
@@ -117,29 +130,51 @@ def generate(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
     return written
 
 
+def student_copies(source_dir: str | Path, work_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """A student's own working copy of the course: the student version of every notebook (exercises blank,
+    outputs cleared), written into ``work_dir`` only where no copy exists yet, so work is never overwritten.
+
+    Returns:
+        (written, kept): the copies written now, and the existing copies left alone.
+    """
+    source_dir, work_dir = Path(source_dir), Path(work_dir)
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"source_dir {str(source_dir)!r} is not a folder of notebooks")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    written, kept = [], []
+    for path in sorted(source_dir.glob("*.ipynb")):
+        target = work_dir / path.name
+        if target.exists():
+            kept.append(target)
+            continue
+        nbformat.write(make_student_notebook(nbformat.read(path, as_version=4)), target)
+        written.append(target)
+    return written, kept
+
+
 def check_close(actual: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-4, what: str = "result") -> None:
     """Assert that two results (tensors, numbers, or tuples/lists of them) agree, with a readable message."""
     if isinstance(expected, (tuple, list)):
         if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
-            raise AssertionError(f"{what}: expected a sequence of {len(expected)} items, got {type(actual).__name__}")
+            raise CheckFailed(f"{what}: expected a sequence of {len(expected)} items, got {type(actual).__name__}")
         for i, (a, e) in enumerate(zip(actual, expected)):
             check_close(a, e, atol=atol, rtol=rtol, what=f"{what}[{i}]")
         return
     if isinstance(expected, torch.Tensor):
         if not isinstance(actual, torch.Tensor):
-            raise AssertionError(f"{what}: expected a torch.Tensor, got {type(actual).__name__}")
+            raise CheckFailed(f"{what}: expected a torch.Tensor, got {type(actual).__name__}")
         if actual.shape != expected.shape:
-            raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+            raise CheckFailed(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
         a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
         if not torch.allclose(a, e, atol=atol, rtol=rtol):
-            raise AssertionError(f"{what}: values differ, largest difference {(a - e).abs().max().item():.3g}")
+            raise CheckFailed(f"{what}: values differ, largest difference {(a - e).abs().max().item():.3g}")
         return
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
         if not isinstance(actual, (int, float, torch.Tensor)) or abs(float(actual) - expected) > atol + rtol * abs(expected):
-            raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+            raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
         return
     if actual != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
 
 
 def check_function(
@@ -163,7 +198,8 @@ def check_function(
         atol, rtol: Tolerances for :func:`check_close`.
 
     Raises:
-        AssertionError: Not implemented yet, raised an error, or a different result; the message says which.
+        CheckFailed: Not implemented yet, or a different result; the message says which.
+        AssertionError: The student's function raised an error (its traceback follows).
     """
     generator = torch.Generator().manual_seed(seed)
     name = getattr(student, "__name__", "your function")
@@ -174,7 +210,7 @@ def check_function(
         try:
             actual = student(*args)
         except NotImplementedError:
-            raise AssertionError(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code") from None
+            raise CheckFailed(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code") from None
         except Exception as err:
             raise AssertionError(f"{name} raised {type(err).__name__}: {err}") from err
         check_close(actual, expected, atol=atol, rtol=rtol, what=f"{name} (trial {trial + 1})")
@@ -199,9 +235,22 @@ def use(student: Callable[..., Any], reference: Callable[..., Any]) -> Callable[
     return reference
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        print("usage: python -m cnn_helpers.exercises SOURCE_DIR OUT_DIR")
-        raise SystemExit(2)
-    for written in generate(sys.argv[1], sys.argv[2]):
+def main(argv: list[str]) -> int:
+    """``SOURCE OUT``: student and solution versions; ``--work SOURCE DIR``: a student's own copies."""
+    if len(argv) == 3 and argv[0] == "--work":
+        written, kept = student_copies(argv[1], argv[2])
+        for path in written:
+            print(f"wrote {path}")
+        if kept:
+            print(f"kept your copies (delete one to get a fresh one): {', '.join(p.name for p in kept)}")
+        return 0
+    if len(argv) != 2 or argv[0].startswith("-"):
+        print("usage: python -m cnn_helpers.exercises SOURCE_DIR OUT_DIR | --work SOURCE_DIR WORK_DIR")
+        return 2
+    for written in generate(argv[0], argv[1]):
         print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,13 +1,18 @@
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-from nbclient import NotebookClient
 
 from cnn_helpers import exercises
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from nbexec import execute  # noqa: E402
+
+# The notebook whose student version lost 9 cells of content after its first exercise (issue 13).
+RUN_ALL = "01_architectures.ipynb"
 SOLVED = """def double(x):
     \"\"\"Twice x.\"\"\"
     ### BEGIN SOLUTION
@@ -77,17 +82,53 @@ def test_generated_notebooks_hold_no_solution_text(tmp_path):
                         assert line.strip() not in s_cell.source
 
 
-def test_student_notebook_runs_to_the_end_and_the_check_fails_on_the_blank(tmp_path):
-    """The student version of notebook 00 runs past its unfinished exercise; the check cell shows why it failed."""
-    exercises.generate(ROOT / "notebooks", tmp_path)
-    notebook = nbformat.read(tmp_path / "student" / "00_getting_started.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    failed = [c for c in notebook.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
-    assert len(failed) == 1 and "check_function" in failed[0].source
-    assert "not implemented yet" in failed[0].outputs[-1]["evalue"]
-    assert exercises.CHECK_TAG in failed[0].metadata["tags"]
-    assert notebook.cells[-1].cell_type != "code" or notebook.cells[-1].execution_count is not None
+def test_student_notebook_runs_to_the_end_and_every_check_fails_on_its_blank(tmp_path):
+    """Run All on a student version goes on past every open exercise; each check says so in one line."""
+    solution = nbformat.read(ROOT / "notebooks" / RUN_ALL, as_version=4)
+    notebook = exercises.make_student_notebook(solution)
+    execute(notebook, cwd=ROOT / "notebooks", timeout=600, name=f"student {RUN_ALL}")
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code if c.source.strip()), "every cell ran, to the last"
+    failed = [c for c in code if any(o.output_type == "error" for o in c.outputs)]
+    checks = [c for c in code if exercises.is_check_cell(c)]
+    assert failed == checks and len(checks) >= 2, "exactly the exercise checks fail"
+    for cell in failed:
+        error = next(o for o in cell.outputs if o.output_type == "error")
+        assert error.ename == "CheckFailed" and "is not implemented yet" in error.evalue
+        assert len(error.traceback) == 1, "one line, no traceback into cnn_helpers"
+        assert exercises.CHECK_TAG in cell.metadata["tags"]
+
+
+def test_check_failed_is_shown_in_one_line_but_student_errors_keep_their_traceback():
+    def make(g):
+        return (torch.randn(3, generator=g),)
+
+    with pytest.raises(exercises.CheckFailed) as failed:
+        exercises.check_function(lambda x: x * 3, lambda x: x + x, make)
+    assert failed.value._render_traceback_() == [f"\x1b[1;31mCheckFailed\x1b[0m: {failed.value}"]
+    with pytest.raises(AssertionError) as raised:
+        exercises.check_function(lambda x: 1 / 0, lambda x: x, make)
+    assert not isinstance(raised.value, exercises.CheckFailed)
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
+
+
+def test_student_copies_never_overwrite_work(tmp_path, capsys):
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    for name in ("00_a.ipynb", "01_b.ipynb"):
+        cells = [nbformat.v4.new_code_cell(SOLVED), nbformat.v4.new_code_cell("check_function(double, ...)")]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), source / name)
+    work = tmp_path / "student"
+    assert exercises.main(["--work", str(source), str(work)]) == 0
+    assert sorted(p.name for p in work.iterdir()) == ["00_a.ipynb", "01_b.ipynb"]
+    assert "secret" not in (work / "00_a.ipynb").read_text()
+    (work / "00_a.ipynb").write_text("my work")
+    written, kept = exercises.student_copies(source, work)
+    assert written == [] and [p.name for p in kept] == ["00_a.ipynb", "01_b.ipynb"]
+    assert (work / "00_a.ipynb").read_text() == "my work"
+    (work / "01_b.ipynb").unlink()
+    assert exercises.main(["--work", str(source), str(work)]) == 0
+    assert "wrote" in capsys.readouterr().out and (work / "01_b.ipynb").exists()
 
 
 def test_use_falls_back_until_the_check_passes(capsys):
