@@ -32,7 +32,7 @@ def render(path: Path, out_dir: Path, *, full: bool = False) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        execute(notebook, cwd=path.parent, timeout=1800, env=env)
+        execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem)
     finally:
         nbformat.write(notebook, target / path.name)
         print(f"{path.name}: executed in {time.perf_counter() - start:.1f} s -> {target / path.name}")
