@@ -1,68 +1,131 @@
-"""Execute the notebooks and write browsable HTML with an index page.
+"""Execute the notebooks and write a browsable site that works offline: one page per notebook and an index.
 
-    python tools/build_site.py [--full] [--no-execute] [--out build/site] [notebooks/NN_x.ipynb ...]
+    python tools/build_site.py [--student] [--full] [--online] [--no-execute] [--out DIR] [notebooks/NN_x.ipynb ...]
 
-Fast mode unless --full. --no-execute converts the notebooks as stored (quick, for checking links).
-Writes one HTML page per notebook and ``index.html`` listing them with their learning goals.
+Two sites from the same notebooks:
+- the solutions site (default, ``build/site``; ``make site``), for self-study: the notebooks as they are;
+- the student site (``--student``, ``build/site-student``; ``make site SOLUTIONS=0``), for a course whose
+  exercises are handed out: the student versions (solutions replaced by blanks, as ``make exercises``
+  writes them), executed, so the demos show and each check says in one line "not implemented yet".
+
+Execution runs in the test environment (tools/testenv.py): fast mode, offline, the network blocked, an
+empty torch hub cache, so the site shows what every student gets. ``--full`` switches to full mode,
+``--online`` lifts the offline settings (torchvision weights from your own torch hub cache, or downloaded).
+MathJax and the widget renderer are served from ``assets/`` next to the pages
+(tools/site_assets.py), so the site works opened from disk without a network.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
-import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
+from nbconvert.filters.markdown import markdown2html
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbexec import execute  # noqa: E402
+from site_assets import MATHJAX_FONTS, AssetsMissing, install_into  # noqa: E402
+from testenv import ROOT, test_environment  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from cnn_helpers.exercises import make_student_notebook  # noqa: E402
+
+COURSE = "Convolutional networks, from the inside"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "site_template"
+ONLINE_OFF = ("CNN_OFFLINE", "CNN_BLOCK_NETWORK", "TORCH_HOME")  # the settings --online leaves to the user
+
+
+@dataclass
+class Page:
+    stem: str
+    title: str
+    goals: str  # Markdown
+    seconds: float = 0.0
+    failed: str = ""
 
 
 def title_and_goals(notebook: nbformat.NotebookNode, fallback: str) -> tuple[str, str]:
-    """The first heading, and the text of the first markdown cell after it (the learning goals)."""
+    """The first ``#`` heading and the learning goals (Markdown: the paragraph and list after the label,
+    up to the first blank line, so the lecture-notes quotes that follow stay out)."""
     markdown = [c.source for c in notebook.cells if c.cell_type == "markdown"]
     title = next((m.group(1) for s in markdown if (m := re.search(r"^#\s+(.+)$", s, re.M))), fallback)
     goals = ""
     for source in markdown:
-        if "learning goals" in source.lower():
-            goals = source.split("**Learning goals.**")[-1].strip()
+        match = re.search(r"\*\*Learning goals\.?\*\*(.*?)(?:\n[ \t]*\n|\Z)", source, re.S)
+        if match:
+            goals = match.group(1).strip()
             break
     return title.strip(), goals
 
 
-def render(path: Path, out_dir: Path, execute: bool, full: bool) -> tuple[str, str, float]:
+def site_environment(*, full: bool, online: bool) -> dict[str, str]:
+    """The kernel's environment: the test environment, figures inline, optionally full mode and online."""
+    env = {**test_environment(), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if full:
+        env["CNN_FAST"] = "0"
+    if online:
+        for key in ONLINE_OFF:
+            env.pop(key)
+        env["PYTHONPATH"] = str(ROOT)  # without tools/netblock
+    return env
+
+
+def make_exporter(urls: dict[str, str]) -> HTMLExporter:
+    exporter = HTMLExporter(template_name="lab", extra_template_paths=[str(TEMPLATE_DIR)],
+                            template_file="page.html.j2")
+    for key, value in urls.items():
+        setattr(exporter, key, value)
+    return exporter
+
+
+def render(path: Path, out_dir: Path, exporter: HTMLExporter, *, student: bool, env: dict[str, str] | None,
+           nav: dict) -> Page:
+    """Execute one notebook (unless ``env`` is None) and write ``out_dir/<stem>.html``."""
     notebook = nbformat.read(path, as_version=4)
-    seconds = 0.0
-    if execute:
-        os.environ.update({"CNN_FAST": "0" if full else "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    if student:
+        notebook = make_student_notebook(notebook)
+    page = Page(path.stem, *title_and_goals(notebook, path.stem))
+    if env is not None:
         start = time.perf_counter()
-        NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-        seconds = time.perf_counter() - start
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+        try:
+            execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:  # keep the page, go on
+            page.failed = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        page.seconds = time.perf_counter() - start
+    notebook.metadata["title"] = f"{page.title} · {COURSE}"
+    resources = {"course_nav": nav, "course_mathjax_config": MATHJAX_FONTS}  # read by site_template/page.html.j2
+    body, _ = exporter.from_notebook_node(notebook, resources=resources)
     (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
-    title, goals = title_and_goals(notebook, path.stem)
-    return title, goals, seconds
+    return page
 
 
-def write_index(out_dir: Path, entries: list[tuple[str, str, str]]) -> Path:
+def write_index(out_dir: Path, pages: list[Page], *, student: bool, mathjax_url: str, mode: str) -> Path:
+    """``index.html``: every notebook with its title and its learning goals, rendered."""
     items = "\n".join(
-        f'<li><a href="{html.escape(stem)}.html">{html.escape(title)}</a>'
-        f'<pre class="goals">{html.escape(goals)}</pre></li>'
-        for stem, title, goals in entries
-    )
+        f'<li><a href="{html.escape(p.stem)}.html">{html.escape(p.title)}</a>'
+        f'{" <strong>(stopped with an error)</strong>" if p.failed else ""}<div class="goals">{markdown2html("**Learning goals.** " + p.goals)}</div></li>' for p in pages)
+    kind = ("Student version: exercises are left for you to write; each check says whether your code is right."
+            if student else "With solutions, for self-study.")
+    run = "make lab-student" if student else "make lab"
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>CNN course</title>
-<style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.4}}
-li{{margin-bottom:1.2em}} a{{font-size:1.2em}} .goals{{white-space:pre-wrap;font-family:inherit;color:#444;margin:.3em 0}}</style>
-</head><body><h1>Convolutional networks, from the inside</h1>
-<p>The course notebooks, executed. To run them yourself: <code>make lab</code>.</p>
-<ol>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(COURSE)}</title>
+<script type="text/x-mathjax-config">{MATHJAX_FONTS}</script>
+<script src="{html.escape(mathjax_url)}"></script>
+<style>body{{font-family:system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}}
+ol.notebooks>li{{margin-bottom:1.4em}} ol.notebooks>li>a{{font-size:1.25em;font-weight:600}}
+.goals{{color:#444}} .goals p{{margin:.3em 0}} .goals ol{{margin:.2em 0}} .kind{{color:#555}}</style>
+</head><body><h1>{html.escape(COURSE)}</h1>
+<p class="kind">{kind} Pages {mode}.</p>
+<p>To run the notebooks yourself: <code>{run}</code> (sets everything up, then opens JupyterLab).</p>
+<ol class="notebooks">
 {items}
 </ol></body></html>
 """
@@ -74,19 +137,40 @@ li{{margin-bottom:1.2em}} a{{font-size:1.2em}} .goals{{white-space:pre-wrap;font
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--student", action="store_true", help="the student site: exercises blank, no solutions")
     parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
+    parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
     parser.add_argument("--no-execute", action="store_true", help="convert the stored notebooks without running them")
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "site")
+    parser.add_argument("--out", type=Path, help="default: build/site (build/site-student with --student)")
     args = parser.parse_args(argv)
+    out = args.out or ROOT / "build" / ("site-student" if args.student else "site")
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for path in paths:
-        title, goals, seconds = render(path, args.out, not args.no_execute, args.full)
-        print(f"{path.name}: {title} ({seconds:.1f} s)")
-        entries.append((path.stem, title, goals))
-    print(f"wrote {write_index(args.out, entries)}")
-    return 0
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        urls = install_into(out)
+    except AssetsMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    exporter = make_exporter(urls)
+    env = None if args.no_execute else site_environment(full=args.full, online=args.online)
+    kind = "student version" if args.student else "with solutions"
+    stems = [(p.stem, title_and_goals(nbformat.read(p, as_version=4), p.stem)[0]) for p in paths]
+    pages = []
+    for i, path in enumerate(paths):
+        nav = {"previous": stems[i - 1] if i else None, "next": stems[i + 1] if i + 1 < len(paths) else None,
+               "kind": kind}
+        page = render(path, out, exporter, student=args.student, env=env, nav=nav)
+        print(f"{path.name}: {page.title} ({page.seconds:.1f} s){'  FAILED: ' + page.failed if page.failed else ''}",
+              flush=True)
+        pages.append(page)
+    mode = "not executed: the notebooks' stored outputs" if env is None else (
+        ("executed in full mode" if args.full else "executed in fast mode") + (", online" if args.online else ", offline"))
+    print(f"wrote {write_index(out, pages, student=args.student, mathjax_url=urls['mathjax_url'], mode=mode)}")
+    print(f"total {sum(p.seconds for p in pages):.1f} s")
+    failed = [p.stem for p in pages if p.failed]
+    if failed:
+        print(f"notebooks that stopped with an error (their pages show it): {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
