@@ -7,50 +7,73 @@ STAMP := $(VENV)/.installed
 # TEST_THREADS=1 on a busy machine) is defined once, in tools/testenv.py, and shared with `make refresh`.
 TEST_ENV := $(BIN)/python tools/testenv.py
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test unit notebooks site exercises bench refresh clean
+.PHONY: help install lab lab-student test test-ui unit notebooks site exercises bench refresh normalize clean
 
 help:
-	@echo "make lab        open JupyterLab on notebooks/ (sets everything up first)"
-	@echo "make test       unit tests + every notebook with nbval, fast and offline"
-	@echo "make site       execute the notebooks and write HTML to build/site/"
-	@echo "make exercises  write student and solution versions to build/exercises/"
-	@echo "make bench      speed and memory against reference libraries -> bench/results.md"
-	@echo "make refresh    re-execute notebooks and store the outputs nbval compares"
+	@echo "make lab          open JupyterLab on notebooks/ (sets everything up first)"
+	@echo "make lab-student  open JupyterLab on your own student copies in student/ (exercises blank)"
+	@echo "make test         unit tests + every notebook with nbval, fast and offline"
+	@echo "make test-ui      JupyterLab and the site in a headless browser (installs Debian's chromium if missing)"
+	@echo "make site         execute the notebooks and write HTML to build/site/ (SOLUTIONS=0: build/site-student/)"
+	@echo "make exercises    write student and solution versions to build/exercises/"
+	@echo "make bench        speed and memory against reference libraries -> bench/results.md"
+	@echo "make refresh      re-execute notebooks and store the outputs nbval compares"
+	@echo "make normalize    bring notebooks into their committed form without executing them"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+# The site's widget renderer comes from the npm registry (fetched by Python, no npm needed); without a
+# network the set-up still succeeds and only `make site` asks for it.
+$(STAMP): requirements.txt pyproject.toml tools/site_assets.py | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	-$(BIN)/python tools/site_assets.py fetch
 	touch $(STAMP)
 
+# The git filter that keeps outputs out of commits (tools/nbclean.py) belongs to this clone, not to .venv.
 install: $(STAMP)
+	@$(BIN)/python tools/nbclean.py --install --quiet
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS) $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS) $(ROOT_FLAG)
 
-test: $(STAMP)
+# Your own copies of the course with the exercises blank; existing copies are never overwritten.
+lab-student: install
+	$(BIN)/python -m cnn_helpers.exercises --work notebooks student
+	$(BIN)/jupyter lab --notebook-dir=student $(LAB_ARGS) $(ROOT_FLAG)
+
+test: install
 	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS)
 
-unit: $(STAMP)
+test-ui: install
+	tools/ensure_chromium.sh
+	$(TEST_ENV) $(BIN)/python -m pytest tools/ui_test.py -v $(PYTEST_ARGS)
+
+unit: install
 	$(TEST_ENV) $(BIN)/python -m pytest $(or $(PYTEST_ARGS),tests)
 
-notebooks: $(STAMP)
+notebooks: install
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL) $(or $(PYTEST_ARGS),notebooks)
 
-site: $(STAMP)
-	$(BIN)/python tools/build_site.py $(if $(FULL),--full,)
+# Offline and fast like the tests; FULL=1 full mode, SOLUTIONS=0 the student site, ONLINE=1 allows downloads.
+site: install
+	$(BIN)/python tools/build_site.py $(if $(FULL),--full,) $(if $(filter 0,$(SOLUTIONS)),--student,) \
+		$(if $(filter 1,$(ONLINE)),--online,) $(SITE_ARGS)
 
-exercises: $(STAMP)
+exercises: install
 	$(BIN)/python -m cnn_helpers.exercises notebooks build/exercises
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/python bench/run.py
 
-refresh: $(STAMP)
+refresh: install
 	$(BIN)/python tools/refresh_notebooks.py $(NB)
+
+normalize: install
+	$(BIN)/python tools/nbclean.py --in-place $(or $(NB),notebooks/*.ipynb)
 
 clean:
 	rm -rf build
