@@ -12,8 +12,10 @@ The committed form keeps what a notebook *is* and drops what a session leaves be
 - no view state in cell metadata (timings, scroll and collapse flags).
 
 ``.gitattributes`` applies the filter to ``*.ipynb``; the set-up (``make install``) runs ``--install``.
-Opening, running and saving a notebook in JupyterLab then leaves ``git status`` clean, and a commit never
-carries figures. ``make refresh`` writes the same form, so the filter does not change its output.
+A notebook opened, run and saved in JupyterLab then shows no difference (``git diff`` is empty) and a commit
+never carries figures. (``git status`` lists a file whose size changed until ``git add``, which then stages
+nothing: git takes a size change for a change before asking the filter.) ``make refresh`` writes the same
+form, so the filter does not change its output.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The course as a newcomer meets it, driven by a real browser: `make test-ui` (CI runs it after `make test`).
 
 - JupyterLab on a free local port: notebook 00 runs to the end, its widget renders as a control, and
-  choosing another photo changes the output; a student notebook with an open exercise runs to its end
-  ("Run All" goes on past the failed check, later cells fall back to the reference with a note).
+  choosing another photo changes the output; saved with all its outputs, it leaves git clean (the course's
+  git filter); a student notebook with an open exercise runs to its end ("Run All" goes on past the
+  failed check, later cells fall back to the reference with a note).
 - The built site, opened from disk: every formula typeset (no raw ``$…$``), every embedded widget drawn,
   nothing fetched from outside the machine.
 
@@ -32,7 +33,7 @@ from playwright.sync_api import Page, sync_playwright
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 import build_site  # noqa: E402
-from nbclean import KERNELSPEC  # noqa: E402
+from nbclean import KERNELSPEC, clean_text, install  # noqa: E402
 import testenv  # noqa: E402
 from testenv import ROOT  # noqa: E402
 
@@ -112,13 +113,31 @@ def student_demo() -> nbformat.NotebookNode:
     return make_student_notebook(solution)
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=UI test", "-c", "user.email=ui@example.com", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def committed_clone(repo: Path) -> None:
+    """A git repository holding notebook 00 as committed, with the course's git filter set up."""
+    (repo / "tools").mkdir(parents=True)
+    git(repo, "init", "-q")
+    shutil.copyfile(TOOLS / "nbclean.py", repo / "tools" / "nbclean.py")
+    shutil.copyfile(ROOT / ".gitattributes", repo / ".gitattributes")
+    (repo / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    (repo / ".git" / "info" / "exclude").write_text(".venv\n.ipynb_checkpoints/\nstudent_demo.ipynb\n")
+    (repo / NOTEBOOK).write_text(clean_text((ROOT / "notebooks" / NOTEBOOK).read_text(encoding="utf-8")))
+    install(repo)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "the course")
+
+
 @pytest.fixture(scope="module")
 def lab():
     """JupyterLab on a free port over copies in build/ui/lab (the repository's notebooks stay untouched)."""
     work, token, port = OUT / "lab", secrets.token_hex(16), free_port()
     shutil.rmtree(work, ignore_errors=True)
-    (work / "notebooks").mkdir(parents=True)
-    shutil.copyfile(ROOT / "notebooks" / NOTEBOOK, work / "notebooks" / NOTEBOOK)
+    committed_clone(work / "notebooks")
     nbformat.write(student_demo(), work / "notebooks" / "student_demo.ipynb")
     settings = work / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -182,6 +201,16 @@ def test_notebook_runs_and_its_widget_reacts_in_jupyterlab(lab, page):
     page.wait_for_function(KERNEL_IDLE, arg=NOTEBOOK, timeout=120_000)
     page.locator(".widget-interact").first.screenshot(path=OUT / "lab_widget_cat.png")
     assert not page.outside, f"JupyterLab fetched from outside the machine: {page.outside}"
+    # saved with every output and the kernelspec JupyterLab writes: git sees no change (tools/nbclean.py);
+    # `git status` may list the file until `git add` (its size changed), but nothing can be committed
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000)
+    repo = OUT / "lab" / "notebooks"
+    saved = (repo / NOTEBOOK).read_text()
+    assert "image/png" in saved and "Python 3 (ipykernel)" in saved
+    assert git(repo, "diff") == ""
+    git(repo, "add", NOTEBOOK)
+    assert git(repo, "status", "--porcelain") == ""
 
 
 def test_student_notebook_runs_past_an_open_exercise(lab, page):
