@@ -70,3 +70,29 @@ def test_goals_stop_before_the_lecture_quotes(builder):
                                          "1. do $x^2$,\n2. do more.\n\n> „Ein Zitat“\n")
     title, goals = builder.title_and_goals(nbformat.v4.new_notebook(cells=[cell]), "fallback")
     assert title == "09 · Topic" and goals == "After this notebook you can\n1. do $x^2$,\n2. do more."
+
+
+def test_widget_renderer_is_fetched_only_with_the_pinned_hash(tmp_path):
+    import base64
+    import hashlib
+    import io
+    import tarfile
+
+    import site_assets
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        for name, text in (("package/dist/embed.js", b"render()"), ("package/dist/a.woff2", b"font"),
+                           ("package/src/index.ts", b"source"), ("package/package.json", b"{}")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
+    tarball = tmp_path / "html-manager.tgz"
+    tarball.write_bytes(data.getvalue())
+    good = "sha512-" + base64.b64encode(hashlib.sha512(data.getvalue()).digest()).decode()
+    with pytest.raises(RuntimeError, match="does not match"):
+        site_assets.fetch(tarball.as_uri(), good[:-8] + "AAAAAAA=", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    target = site_assets.fetch(tarball.as_uri(), good, tmp_path / "renderer")
+    assert sorted(p.name for p in target.iterdir()) == ["a.woff2", "embed.js", "package.json"]
+    assert site_assets.fetch("file:///nowhere.tgz", good, target) == target  # present: nothing fetched
