@@ -25,16 +25,16 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The site's widget renderer comes from the npm registry (fetched by Python, no npm needed); without a
-# network the set-up still succeeds and only `make site` asks for it.
-$(STAMP): requirements.txt pyproject.toml tools/site_assets.py | $(BIN)/python
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
-	-$(BIN)/python tools/site_assets.py fetch
 	touch $(STAMP)
 
-# The git filter that keeps outputs out of commits (tools/nbclean.py) belongs to this clone, not to .venv.
+# The site's widget renderer comes from the npm registry (fetched once by Python, no npm needed; without a
+# network only `make site` misses it). The git filter that keeps outputs out of commits (tools/nbclean.py)
+# belongs to this clone, not to .venv.
 install: $(STAMP)
+	@-$(BIN)/python tools/site_assets.py fetch --quiet
 	@$(BIN)/python tools/nbclean.py --install --quiet
 
 lab: install

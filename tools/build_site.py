@@ -111,7 +111,8 @@ def write_index(out_dir: Path, pages: list[Page], *, student: bool, mathjax_url:
     """``index.html``: every notebook with its title and its learning goals, rendered."""
     items = "\n".join(
         f'<li><a href="{html.escape(p.stem)}.html">{html.escape(p.title)}</a>'
-        f'{" <strong>(stopped with an error)</strong>" if p.failed else ""}<div class="goals">{markdown2html("**Learning goals.** " + p.goals)}</div></li>' for p in pages)
+        + (" <strong>(stopped with an error)</strong>" if p.failed else "")
+        + f'<div class="goals">{markdown2html("**Learning goals.** " + p.goals)}</div></li>' for p in pages)
     kind = ("Student version: exercises are left for you to write; each check says whether your code is right."
             if student else "With solutions, for self-study.")
     run = "make lab-student" if student else "make lab"
@@ -164,7 +165,7 @@ def main(argv: list[str]) -> int:
               flush=True)
         pages.append(page)
     mode = "not executed: the notebooks' stored outputs" if env is None else (
-        ("executed in full mode" if args.full else "executed in fast mode") + (", online" if args.online else ", offline"))
+        f"executed in {'full' if args.full else 'fast'} mode, {'online' if args.online else 'offline'}")
     print(f"wrote {write_index(out, pages, student=args.student, mathjax_url=urls['mathjax_url'], mode=mode)}")
     print(f"total {sum(p.seconds for p in pages):.1f} s")
     failed = [p.stem for p in pages if p.failed]

@@ -1,7 +1,7 @@
 """The JavaScript the rendered site needs, copied next to its pages so that the site works offline.
 
-    python tools/site_assets.py fetch      (once, online; the set-up runs it)
-    python tools/site_assets.py check      (says what is installed)
+    python tools/site_assets.py fetch [--quiet]   (once, online; every make target runs it, a no-op when present)
+    python tools/site_assets.py check             (says what is installed)
 
 | asset | version | where it comes from |
 |---|---|---|
@@ -36,7 +36,8 @@ WIDGETS_DIR = Path(sys.prefix) / "share" / "cnn-course" / f"html-manager-{HTML_M
 RENDERER = "embed.js"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one combined configuration the package ships
 # It ships the STIX-Web fonts only: use them, never look for the TeX fonts (a failed load on every page).
-MATHJAX_FONTS = 'MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}});'
+MATHJAX_FONTS = ('MathJax.Hub.Config({"HTML-CSS": '
+                 '{availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}});')
 
 
 class AssetsMissing(RuntimeError):
@@ -94,9 +95,12 @@ def install_into(site: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["fetch"]:
+    if argv in (["fetch"], ["fetch", "--quiet"]):
         try:
-            print(f"widget renderer: {fetch()}")
+            present = (WIDGETS_DIR / RENDERER).is_file()
+            target = fetch()
+            if not (present and "--quiet" in argv):
+                print(f"widget renderer: {target}")
         except OSError as err:  # offline or blocked: the course runs without it, only the site needs it
             print(f"warning: could not fetch the site's widget renderer ({err}); `make site` needs it: "
                   f"run `python tools/site_assets.py fetch` once online", file=sys.stderr)
@@ -104,7 +108,8 @@ def main(argv: list[str]) -> int:
         return 0
     if argv == ["check"]:
         print(f"MathJax: {_mathjax()}")
-        print(f"widget renderer: {WIDGETS_DIR / RENDERER} ({'present' if (WIDGETS_DIR / RENDERER).is_file() else 'missing'})")
+        state = "present" if (WIDGETS_DIR / RENDERER).is_file() else "missing"
+        print(f"widget renderer: {WIDGETS_DIR / RENDERER} ({state})")
         return 0
     print(__doc__)
     return 2

@@ -58,9 +58,10 @@ RAW_MATH = r"""(selector) => { const bad = [];
       if (/\$[^$\s][^$]*\$|\\\(|\\\[/.test(node.textContent)) bad.push(node.textContent.trim().slice(0, 80));
     } }
   return bad; }"""
-EMPTY_WIDGETS = """() => Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'))
-  .filter(s => { const area = s.parentElement.querySelector('.widget-subarea');
-                 return !area || area.getBoundingClientRect().height < 10; }).length"""
+EMPTY_WIDGETS = """() => Array.from(
+  document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')).filter(s => {
+    const area = s.parentElement.querySelector('.widget-subarea');
+    return !area || area.getBoundingClientRect().height < 10; }).length"""
 
 
 def chromium() -> str:
@@ -126,7 +127,8 @@ def committed_clone(repo: Path) -> None:
     shutil.copyfile(ROOT / ".gitattributes", repo / ".gitattributes")
     (repo / ".venv").symlink_to(Path(sys.executable).parent.parent)
     (repo / ".git" / "info" / "exclude").write_text(".venv\n.ipynb_checkpoints/\nstudent_demo.ipynb\n")
-    (repo / NOTEBOOK).write_text(clean_text((ROOT / "notebooks" / NOTEBOOK).read_text(encoding="utf-8")))
+    committed = clean_text((ROOT / "notebooks" / NOTEBOOK).read_text(encoding="utf-8"))
+    (repo / NOTEBOOK).write_text(committed, encoding="utf-8")
     install(repo)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "the course")
@@ -206,7 +208,7 @@ def test_notebook_runs_and_its_widget_reacts_in_jupyterlab(lab, page):
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000)
     repo = OUT / "lab" / "notebooks"
-    saved = (repo / NOTEBOOK).read_text()
+    saved = (repo / NOTEBOOK).read_text(encoding="utf-8")
     assert "image/png" in saved and "Python 3 (ipykernel)" in saved
     assert git(repo, "diff") == ""
     git(repo, "add", NOTEBOOK)
