@@ -96,3 +96,11 @@ def test_widget_renderer_is_fetched_only_with_the_pinned_hash(tmp_path):
     target = site_assets.fetch(tarball.as_uri(), good, tmp_path / "renderer")
     assert sorted(p.name for p in target.iterdir()) == ["a.woff2", "embed.js", "package.json"]
     assert site_assets.fetch("file:///nowhere.tgz", good, target) == target  # present: nothing fetched
+
+
+def test_without_the_widget_renderer_the_site_says_how_to_get_it(builder, tmp_path, monkeypatch, capsys):
+    import site_assets
+
+    monkeypatch.setattr(site_assets, "WIDGETS_DIR", tmp_path / "not-fetched")
+    assert builder.main(["--no-execute", "--out", str(tmp_path / "site")]) == 2
+    assert "tools/site_assets.py fetch" in capsys.readouterr().err
