@@ -24,6 +24,7 @@ from torch import nn
 __all__ = [
     "Target", "check_images", "check_layer", "check_layers", "check_model", "check_target", "gather",
     "check_int", "check_float", "check_bool", "check_choice", "check_generator", "check_baseline", "check_pair",
+    "check_fits_model", "check_class_indices",
     "module_modes", "set_modes", "restore_modes", "evaluating", "restore_requires_grad", "grad_enabled", "model_device", "model_dtype",
     "batch_size_for", "input_gradients",
 ]
@@ -108,10 +109,10 @@ def check_pair(value: object, name: str) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------- tensors, models
 
-def check_model(model: object) -> None:
+def check_model(model: object, name: str = "model") -> None:
     """TypeError unless ``model`` is an ``nn.Module``."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -126,19 +127,21 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
 
-def check_images(images: object, *, name: str = "images", model: nn.Module | None = None) -> None:
+def check_images(images: object, *, name: str = "images", model: nn.Module | None = None,
+                 channels: int | None = 3) -> None:
     """Raise TypeError/ValueError unless ``images`` is a float (N, 3, H, W) tensor in [0, 1] with real values.
 
     With ``model``, the images must also be on the model's device and in its dtype (a float64 image
-    fed to a float32 model would otherwise fail deep inside a convolution).
+    fed to a float32 model would otherwise fail deep inside a convolution). ``channels=None``: any count.
     """
+    layout = f"(N, {'C' if channels is None else channels}, H, W)"
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor (N, 3, H, W) in [0, 1], got {type(images).__name__}"
+        raise TypeError(f"{name} must be a float tensor {layout} in [0, 1], got {type(images).__name__}"
                         + (f" of dtype {images.dtype}" if isinstance(images, torch.Tensor) else ""))
     if images.ndim != 4:
         hint = f"; for one image use {name}[None]" if images.ndim == 3 else ""
-        raise ValueError(f"{name} must have 4 dimensions (N, 3, H, W), got shape {tuple(images.shape)}{hint}")
-    if images.shape[1] != 3:
+        raise ValueError(f"{name} must have 4 dimensions {layout}, got shape {tuple(images.shape)}{hint}")
+    if channels is not None and images.shape[1] != channels:
         hint = {1: f"; grayscale: {name}.expand(-1, 3, -1, -1)", 4: f"; RGBA: {name}[:, :3]"}.get(images.shape[1], "")
         raise ValueError(f"{name} must have 3 channels (RGB), got {images.shape[1]} in shape {tuple(images.shape)}{hint}")
     if images.numel() == 0:
@@ -153,14 +156,28 @@ def check_images(images: object, *, name: str = "images", model: nn.Module | Non
         raise ValueError(f"{name} must have values in [0, 1], got min {low:.3g}, max {high:.3g} "
                          "(normalization belongs inside the model)")
     if model is not None:
-        device, dtype = model_device(model), model_dtype(model)
-        if images.device != device and not (images.device.type == device.type == "cpu"):
-            raise ValueError(f"{name} are on {images.device} but the model is on {device}; use {name}.to({str(device)!r})")
-        if dtype is not None and images.dtype != dtype:
-            raise TypeError(f"{name} are {images.dtype} but the model computes in {dtype}; use {name}.to({dtype})")
+        check_fits_model(images, model, name)
 
 
-def check_layer(model: nn.Module, layer: object) -> nn.Module:
+def check_fits_model(tensor: torch.Tensor, model: nn.Module, name: str = "images") -> None:
+    """ValueError/TypeError unless ``tensor`` is on the model's device and in its dtype (float64 images into a
+    float32 model would fail deep inside a convolution)."""
+    device, dtype = model_device(model), model_dtype(model)
+    if tensor.device != device and not (tensor.device.type == device.type == "cpu"):
+        raise ValueError(f"{name} are on {tensor.device} but the model is on {device}; use {name}.to({str(device)!r})")
+    if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+        raise TypeError(f"{name} are {tensor.dtype} but the model computes in {dtype}; use {name}.to({dtype})")
+
+
+def check_class_indices(labels: torch.Tensor, classes: int, name: str = "labels") -> None:
+    """ValueError unless every entry of the integer tensor ``labels`` is a class index in [0, classes)."""
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if bad.numel():
+        raise ValueError(f"{name} must be a class index in [0, {classes - 1}] (the model has {classes} outputs), "
+                         f"got {bad[0].item()}")
+
+
+def check_layer(model: nn.Module, layer: object, name: str = "layer") -> nn.Module:
     """The submodule named ``layer`` (as in ``model.named_modules()``); ValueError listing valid names."""
     modules = dict(model.named_modules())
     modules.pop("", None)
@@ -169,7 +186,7 @@ def check_layer(model: nn.Module, layer: object) -> nn.Module:
     names = list(modules)
     close = difflib.get_close_matches(str(layer), names, n=3)
     shown = names if len(names) <= 20 else names[:12] + ["..."] + names[-4:]
-    raise ValueError(f"layer {layer!r} is not a submodule name of the model"
+    raise ValueError(f"{'' if name == 'layer' else name + ': '}layer {layer!r} is not a submodule name of the model"
                      + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
                      + f" Valid names ({len(names)}): {', '.join(shown)}")
 
@@ -181,7 +198,7 @@ def check_layers(model: nn.Module, layers: object, name: str = "layers") -> list
     if not isinstance(layers, (list, tuple)) or not layers:
         raise TypeError(f"{name} must be a layer name or a non-empty list of them, got {_describe(layers)}")
     for layer in layers:
-        check_layer(model, layer)
+        check_layer(model, layer, name)
     if len(set(layers)) != len(layers):
         raise ValueError(f"{name} must not repeat a layer, got {list(layers)}")
     return list(layers)
@@ -207,11 +224,7 @@ def gather(output: object, target: torch.Tensor, name: str = "target") -> torch.
     if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != target.shape[0]:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ValueError(f"the model must return logits of shape ({target.shape[0]}, classes), got {shape}")
-    classes = output.shape[1]
-    bad = target[(target < 0) | (target >= classes)]
-    if bad.numel():
-        raise ValueError(f"{name} must be a class index in [0, {classes - 1}] (the model has {classes} outputs), "
-                         f"got {bad[0].item()}")
+    check_class_indices(target, output.shape[1], name)
     return output.gather(1, target[:, None])[:, 0]
 
 

@@ -109,3 +109,28 @@ def test_restore_requires_grad():
         params[0].requires_grad_(False)
         params[1].requires_grad_(True)
     assert [p.requires_grad for p in params] == [True, False]
+
+
+def test_check_images_with_any_channel_count():
+    checks.check_images(torch.rand(1, 1, 4, 4), channels=None)
+    with pytest.raises(ValueError, match=r"4 dimensions \(N, C, H, W\)"):
+        checks.check_images(torch.rand(4, 4), channels=None)
+
+
+def test_check_fits_model_and_class_indices():
+    model = nn.Linear(3, 2)
+    checks.check_fits_model(torch.zeros(1, 3), model)
+    checks.check_fits_model(torch.zeros(1, 3, dtype=torch.long), model, "labels")  # integer tensors: dtype not compared
+    with pytest.raises(TypeError, match="data are torch.float64 but the model computes in torch.float32"):
+        checks.check_fits_model(torch.zeros(1, 3, dtype=torch.float64), model, "data")
+    checks.check_class_indices(torch.tensor([0, 1]), 2)
+    with pytest.raises(ValueError, match=r"labels must be a class index in \[0, 1\] \(the model has 2 outputs\), got -1"):
+        checks.check_class_indices(torch.tensor([0, -1]), 2)
+
+
+def test_layer_errors_name_the_argument():
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU())
+    with pytest.raises(ValueError, match="^layer 'x' is not"):
+        checks.check_layer(model, "x")
+    with pytest.raises(ValueError, match="^content_layers: layer 'x' is not"):
+        checks.check_layers(model, ["0", "x"], "content_layers")
