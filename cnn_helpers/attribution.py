@@ -12,14 +12,17 @@ Results are detached, on the input's device. Quality measures live in ``attribut
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import (Target, batch_size_for, check_baseline, check_choice, check_float, check_generator, check_images,
-                     check_int, check_layer, check_model, check_pair, check_target, evaluating, gather, grad_enabled,
-                     input_gradients)
+from .budget import check_cost, check_memory
+from .checks import (Target, batch_size_for, check_baseline, check_bool, check_choice, check_float, check_generator,
+                     check_images, check_int, check_layer, check_model, check_pair, check_target, evaluating, gather,
+                     grad_enabled, input_gradients)
 
 __all__ = ["occlusion_map", "saliency_map", "smoothgrad", "integrated_gradients", "guided_backprop", "grad_cam",
            "IG_METHODS"]
@@ -72,6 +75,7 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     """
     check_model(model)
     check_images(images, model=model)
+    _occlusion_budget(model, images, window, stride, perturbations_per_eval)
     (n, _, height, width), device = images.shape, images.device
     labels = check_target(target, n, device)
     (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
@@ -98,6 +102,39 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
                 total[:, y:y + wh, x:x + ww] += drops[i, :, None, None]
                 counts[y:y + wh, x:x + ww] += 1
     return total / counts
+
+
+def _occlusion_budget(model: nn.Module, images: torch.Tensor, window: object, stride: object, per_eval: object) -> None:
+    """Warn, or refuse with the estimate, before an occlusion run that would take hours or gigabytes."""
+    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
+    n, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    positions = (max(0, -(-(height - wh) // sh)) + 1) * (max(0, -(-(width - ww) // sw)) + 1)
+    check_cost(model, images, (positions + 1) * n, f"occlusion_map with window={window}, stride={stride}",
+               hint="use a larger stride and window, or a smaller image")
+    if isinstance(per_eval, int) and not isinstance(per_eval, bool) and per_eval > 0:
+        check_memory(min(per_eval, positions) * images.numel() * images.element_size(),
+                     f"occlusion_map with perturbations_per_eval={per_eval}", hint="use fewer windows per forward pass")
+
+
+def _gradient_sum(model: nn.Module, batches: Iterable[torch.Tensor], weights: Sequence[float], labels: torch.Tensor,
+                  batch_size: int, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``sum_k weights[k] * transform(d score / d batches[k])`` for a stream of (N, 3, H, W) batches.
+
+    The batches are made one at a time and backpropagated in groups of at most ``batch_size`` images, so
+    memory is bounded by ``batch_size`` (and N), never by the number of batches (steps, samples).
+    """
+    n, total, group, group_weights = labels.shape[0], None, [], []
+    for k, (batch, weight) in enumerate(zip(batches, weights)):
+        group.append(batch)
+        group_weights.append(weight)
+        if (len(group) + 1) * n <= batch_size and k + 1 < len(weights):
+            continue  # room for one more batch in this backward pass
+        grads = input_gradients(model, torch.cat(group), labels.repeat(len(group)), batch_size)
+        scale = torch.tensor(group_weights, dtype=grads.dtype, device=grads.device).view(-1, 1, 1, 1, 1)
+        part = (transform(grads.view(len(group), *batch.shape)) * scale).sum(dim=0)
+        total = part if total is None else total + part
+        group, group_weights = [], []
+    return total
 
 
 def saliency_map(model: nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
@@ -129,11 +166,13 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target, *, sample
         images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
         samples: Noisy copies per image. Default: 25. stdev: Noise standard deviation in pixel units
             (images span [0, 1], so this is the paper's noise level). Default: 0.15 (paper: 0.1-0.2).
-        generator: For the noise, (N * samples, 3, H, W) drawn at once like Captum. Default: torch's global one.
-        batch_size: Images per backward pass. Default: None = about 16 images of 224 px.
+        generator: For the noise, drawn as (N, 3, H, W) per sample. Default: torch's global one.
+        batch_size: Images per backward pass; bounds the memory (noisy copies are made as needed). Default:
+            None = about 16 images of 224 px.
 
     Returns:
-        (N, H, W): ``max_c mean_s |gradient|``, i.e. Captum's ``NoiseTunnel(Saliency)`` (smoothgrad) then ``amax(1)``.
+        (N, H, W): ``max_c mean_s |gradient|``, i.e. Captum's ``NoiseTunnel(Saliency)`` (smoothgrad,
+        ``nt_samples_batch_size=1``: the same noise) then ``amax(1)``.
 
     Reference: Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017.
     Example:
@@ -144,14 +183,14 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target, *, sample
     samples, stdev = check_int(samples, "samples"), check_float(stdev, "stdev", minimum=0.0)
     generator = check_generator(generator)
     batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
-    n = images.shape[0]
-    labels = check_target(target, n, images.device)
-    gen_device = generator.device if generator is not None else images.device
-    std = torch.full((n * samples, *images.shape[1:]), float(stdev), device=gen_device)
-    noisy = images.repeat_interleave(samples, dim=0) + torch.normal(0.0, std, generator=generator).to(images.device)
+    labels = check_target(target, images.shape[0], images.device)
+    check_cost(model, images, samples * images.shape[0], f"smoothgrad with samples={samples}", backward=True,
+               hint="use fewer samples or a smaller image")
+    std = torch.full_like(images, stdev, device=generator.device if generator is not None else images.device)
+    noisy = (images + torch.normal(0.0, std, generator=generator).to(images.device) for _ in range(samples))
     with evaluating(model):
-        grads = input_gradients(model, noisy, labels.repeat_interleave(samples), batch_size or batch_size_for(images, 16))
-    return grads.abs().view(n, samples, *images.shape[1:]).mean(dim=1).amax(dim=1)
+        total = _gradient_sum(model, noisy, [1.0] * samples, labels, batch_size or batch_size_for(images, 16), torch.abs)
+    return (total / samples).amax(dim=1)
 
 
 def _ig_weights(method: str, steps: int) -> tuple[list[float], list[float]]:
@@ -177,7 +216,8 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target: Target,
         images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
         baseline: The "absence" image, float or tensor broadcastable to (N, 3, H, W). Default: 0.0 (black).
         steps: Points on the path. Default: 50. method: One of ``IG_METHODS``. Default: ``"gausslegendre"``.
-        batch_size: Images per backward pass. Default: None = about 16 images of 224 px.
+        batch_size: Images per backward pass; bounds the memory (path points are made as needed). Default:
+            None = about 16 images of 224 px.
 
     Returns:
         (N, 3, H, W), signed; sums to about score(x) - score(baseline) (completeness). Equals Captum's
@@ -194,12 +234,14 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target: Target,
     n = images.shape[0]
     labels = check_target(target, n, images.device)
     base = check_baseline(baseline, images)
+    check_cost(model, images, steps * n, f"integrated_gradients with steps={steps}", backward=True,
+               hint="use fewer steps or a smaller image")
     alphas, sizes = _ig_weights(method, steps)
-    path = torch.cat([base + alpha * (images - base) for alpha in alphas])
+    difference = images.detach() - base
+    path = (base + alpha * difference for alpha in alphas)
     with evaluating(model):
-        grads = input_gradients(model, path, labels.repeat(steps), batch_size or batch_size_for(images, 16))
-    weights = torch.tensor(sizes, dtype=grads.dtype, device=grads.device).view(steps, 1, 1, 1, 1)
-    return ((grads.view(steps, *images.shape) * weights).sum(dim=0) * (images - base)).detach()
+        total = _gradient_sum(model, path, sizes, labels, batch_size or batch_size_for(images, 16), lambda g: g)
+    return total * difference
 
 
 class _PositiveGradient(torch.autograd.Function):
@@ -271,6 +313,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target: Target, *, layer: s
     check_model(model)
     check_images(images, model=model)
     module = check_layer(model, layer)
+    relu, upsample = check_bool(relu, "relu"), check_bool(upsample, "upsample")
     labels = check_target(target, images.shape[0], images.device)
     seen: list[torch.Tensor] = []
 

@@ -18,8 +18,9 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import nn
 
+from .budget import check_cost
 from .checks import (Target, batch_size_for, check_baseline, check_float, check_generator, check_images, check_int,
-                     check_layer, check_model, check_target, evaluating, gather)
+                     check_layers, check_model, check_target, evaluating, gather)
 
 __all__ = ["deletion_curve", "insertion_curve", "area_under_curve", "blur", "spearman", "randomize_parameters",
            "cascading_randomization"]
@@ -30,7 +31,7 @@ def blur(images: torch.Tensor, *, sigma: float = 5.0) -> torch.Tensor:
     check_images(images)
     sigma = check_float(sigma, "sigma", minimum=0.0, strict_minimum=True)
     size = min(2 * int(2 * sigma) + 1, 2 * min(images.shape[-2:]) - 1)  # reflection padding must fit the image
-    return TF.gaussian_blur(images, [size, size], [sigma, sigma])
+    return TF.gaussian_blur(images.detach(), [size, size], [sigma, sigma])
 
 
 def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, target: Target, heatmap: torch.Tensor,
@@ -40,9 +41,12 @@ def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, target: Tar
     if not isinstance(heatmap, torch.Tensor) or heatmap.shape != (n, height, width):
         shape = tuple(heatmap.shape) if isinstance(heatmap, torch.Tensor) else type(heatmap).__name__
         raise ValueError(f"heatmap must have shape (N, H, W) = {(n, height, width)}, got {shape}")
+    if not heatmap.is_floating_point() or not torch.isfinite(heatmap).all():
+        raise ValueError("heatmap must hold finite floats (NaN has no rank)")
     steps = check_int(steps, "steps")
     batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
     labels = check_target(target, n, start.device)
+    check_cost(model, start, (steps + 1) * n, f"a deletion/insertion curve with steps={steps}", hint="use fewer steps")
     order = heatmap.detach().flatten(1).to(start.device).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(height * width, device=start.device).expand(n, -1))
     rank = rank.view(n, 1, height, width)
@@ -100,7 +104,9 @@ def area_under_curve(curve: torch.Tensor) -> torch.Tensor:
     """Trapezoid area of (N, K) curves sampled evenly on [0, 1] -> (N,). A constant 1 gives 1."""
     if not isinstance(curve, torch.Tensor) or curve.ndim != 2 or curve.shape[1] < 2:
         raise ValueError(f"curve must be (N, K) with K >= 2 points, got {getattr(curve, 'shape', type(curve).__name__)}")
-    return torch.trapezoid(curve.float(), dx=1.0 / (curve.shape[1] - 1), dim=1)
+    if not torch.isfinite(curve).all():
+        raise ValueError("curve holds NaN or infinite values")
+    return torch.trapezoid(curve.detach().float(), dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:
@@ -118,6 +124,8 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.shape != b.shape or a.ndim < 2:
         raise ValueError(f"a and b must be tensors of the same shape (N, ...), got {getattr(a, 'shape', a)} and {getattr(b, 'shape', b)}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("a and b must hold finite values (NaN has no rank)")
     result = []
     for x, y in zip(a.detach().flatten(1).cpu(), b.detach().flatten(1).cpu()):
         rx, ry = _ranks(x), _ranks(y)
@@ -133,6 +141,8 @@ def randomize_parameters(module: nn.Module, *, generator: torch.Generator | None
     Keeps each layer's scale (batch-norm scales stay positive on average, so the network stays alive), destroys
     what it learned (std 0.01 where a tensor is constant). Buffers (batch-norm statistics) stay. Example: ``randomize_parameters(copy.deepcopy(model).net._fc)``
     """
+    check_model(module, "module")
+    generator = check_generator(generator)
     for param in module.parameters():
         mean = param.float().mean().item()
         std = param.float().std().item() if param.numel() > 1 else 0.0
@@ -151,12 +161,14 @@ def cascading_randomization(model: nn.Module, layers: Sequence[str], *,
 
     Returns:
         An iterator over (name, model); the model is ONE deep copy, more randomized at each step (``model`` is untouched).
+        Bad arguments raise at the call, not at the first step.
     Reference: Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
     check_model(model)
-    generator = check_generator(generator)
-    for name in layers:
-        check_layer(model, name)
+    return _randomize_in_turn(model, check_layers(model, layers), check_generator(generator))
+
+
+def _randomize_in_turn(model: nn.Module, layers: list[str], generator: torch.Generator | None) -> Iterator[tuple[str, nn.Module]]:
     copied = copy.deepcopy(model)
     modules = dict(copied.named_modules())
     for name in layers:

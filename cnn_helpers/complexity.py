@@ -5,18 +5,22 @@ Used by notebook 01 (architectures); re-exported by :mod:`cnn_helpers.architectu
 MACs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs per
 multiply-add of convolutions and matrix products (``MACs = FLOPs / 2``) and nothing for ReLU,
 pooling and batch norm. With 224 px inputs the totals equal torchvision's metadata, which calls the
-same number "GFLOPS" (``get_weight(...).meta["_ops"]``). Models on the ``meta`` device work too:
-shapes and counts without allocating or initializing any weights.
+same number "GFLOPS" (``get_weight(...).meta["_ops"]``). The counting pass runs on the ``meta`` device:
+shapes and counts for any input size without allocating anything, also for models whose weights were
+never allocated (built on ``meta``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .budget import check_memory, meta_forward, without_hooks
 from .checks import check_model, evaluating
 
 __all__ = ["LayerRow", "count_weight_layers", "count_parameters", "count_macs", "layer_table"]
@@ -80,7 +84,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _input_for(model: nn.Module, input_size: object) -> torch.Tensor:
+def _input_shape(input_size: object) -> tuple[int, int, int, int]:
     if isinstance(input_size, int) and not isinstance(input_size, bool):
         input_size = (1, 3, input_size, input_size)
     elif isinstance(input_size, tuple) and len(input_size) == 3:
@@ -88,9 +92,7 @@ def _input_for(model: nn.Module, input_size: object) -> torch.Tensor:
     ok = isinstance(input_size, tuple) and len(input_size) == 4
     if not ok or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_size):
         raise ValueError(f"input_size must be an int (square RGB image), (C, H, W) or (N, C, H, W) of positive ints, got {input_size!r}")
-    param = next(model.parameters(), None)
-    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
-    return torch.zeros(input_size, device=device, dtype=dtype)
+    return input_size  # type: ignore[return-value]
 
 
 def count_macs(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> int:
@@ -132,13 +134,26 @@ def _receptive_field_step(
 
 def _record(model: nn.Module, input_size: object, *, per_layer: bool) -> tuple[list, int]:
     """One eval-mode forward pass under FlopCounterMode: the total FLOPs and, with ``per_layer``,
-    ``(name, module, input shape, output shape, FLOPs)`` per leaf-module call, in call order."""
+    ``(name, module, input shape, output shape, FLOPs)`` per leaf-module call, in call order.
+
+    The pass runs on the ``meta`` device (no memory or time whatever the input size); a model that needs
+    real values (``.item()``, data-dependent branches) is run for real on its own device instead."""
     check_model(model)
-    x = _input_for(model, input_size)
+    shape = _input_shape(input_size)
+    param = next(model.parameters(), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    try:
+        return _count(model, per_layer, lambda: meta_forward(model, shape, dtype))
+    except Exception:
+        check_memory(math.prod(shape) * dtype.itemsize, f"a real forward pass with input_size={input_size}")
+        return _count(model, per_layer, lambda: model(torch.zeros(shape, device=device, dtype=dtype)))
+
+
+def _count(model: nn.Module, per_layer: bool, forward: Callable[[], object]) -> tuple[list, int]:
     calls: list = []
     started: dict[str, int] = {}
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())] if per_layer else []
-    with FlopCounterMode(display=False) as counter:
+    with without_hooks(model), FlopCounterMode(display=False) as counter:  # only our own hooks count
 
         def pre_hook(name: str):
             return lambda module, args: started.__setitem__(name, counter.get_total_flops())
@@ -153,7 +168,7 @@ def _record(model: nn.Module, input_size: object, *, per_layer: bool) -> tuple[l
         handles += [m.register_forward_hook(post_hook(n)) for n, m in leaves]
         try:  # eval mode: batch norm must not update its running statistics here
             with evaluating(model), torch.no_grad():
-                model(x)
+                forward()
         finally:
             for handle in handles:
                 handle.remove()

@@ -25,7 +25,8 @@ import torchvision
 from torch import nn
 
 from . import repro
-from .checks import check_images, check_int, evaluating, model_device
+from .checks import check_images, check_int, evaluating, model_device, model_dtype
+from .data import resize
 from .registry import DEFAULT_PREFERENCE, REGISTRY, ModelInfo, model_info
 
 __all__ = [
@@ -221,9 +222,9 @@ def _resolve_device(device: object) -> torch.device | None:
     if device is None:
         return None
     try:
-        return torch.device(device)  # type: ignore[arg-type]
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be a torch.device or a name like 'cpu', 'cuda', 'mps'; got {device!r}") from err
+        return repro.get_device(device)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"device={device!r}: {err}") from None
 
 
 def load_pretrained(name: str = "default", *, device: torch.device | str | None = None) -> Pretrained:
@@ -275,7 +276,9 @@ def classify(pretrained: Pretrained, images: torch.Tensor, *, k: int = 5,
 
     Args:
         pretrained: What :func:`load_pretrained` returned.
-        images: (N, 3, H, W) in [0, 1] (any device; moved to the model's device).
+        images: (N, 3, H, W) in [0, 1] (any device; moved to the model's device). Images larger than the
+            model's ``input_size`` are first resized so that their short side is ``input_size`` (the scale
+            the model was trained for; a 4000 x 4000 photo would otherwise take about 6 GB).
         k: How many classes per image. Default: 5.
         batch_size: Images per forward pass (bounds the memory). Default: 16.
 
@@ -292,7 +295,9 @@ def classify(pretrained: Pretrained, images: torch.Tensor, *, k: int = 5,
     rows: list[list[tuple[str, float]]] = []
     with evaluating(pretrained.model), torch.no_grad():
         for chunk in images.split(batch_size):
-            logits = pretrained.model(chunk.to(device=device, dtype=torch.float32))
+            if min(chunk.shape[-2:]) > pretrained.input_size:
+                chunk = resize(chunk, pretrained.input_size)
+            logits = pretrained.model(chunk.to(device=device, dtype=model_dtype(pretrained.model) or torch.float32))
             probs, indices = topk_probabilities(logits.float(), k)
             rows += [[(pretrained.categories[i], p) for p, i in zip(row_p.tolist(), row_i.tolist())]
                      for row_p, row_i in zip(probs, indices)]

@@ -159,9 +159,9 @@ def test_saliency_equals_captum():
 def test_smoothgrad_equals_captum_with_the_same_noise():
     model, x = small_net(), images()
     ours = smoothgrad(model, x, TARGET, samples=7, stdev=0.2, generator=torch.Generator().manual_seed(3), batch_size=5)
-    torch.manual_seed(3)  # Captum draws its noise from the global generator, in the same layout
+    torch.manual_seed(3)  # Captum draws its noise from the global generator; one sample at a time, as ours
     theirs = captum_attr.NoiseTunnel(captum_attr.Saliency(model)).attribute(
-        x, target=TARGET, nt_type="smoothgrad", nt_samples=7, stdevs=0.2).amax(dim=1)
+        x, target=TARGET, nt_type="smoothgrad", nt_samples=7, stdevs=0.2, nt_samples_batch_size=1).amax(dim=1)
     assert torch.allclose(ours, theirs, atol=1e-7)
     other = smoothgrad(model, x, TARGET, samples=7, stdev=0.2, generator=torch.Generator().manual_seed(4))
     assert not torch.allclose(ours, other)
