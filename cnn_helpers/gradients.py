@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import grad_enabled, restore_modes, restore_requires_grad
+from .checks import check_bool, check_class_indices, check_model, grad_enabled, restore_modes, restore_requires_grad
 from .smallnets import SmallNet, blocks_for_depth, plain_net
 from .training import History, check_data, training_error, warmup_cosine
 from .training import fit as train
@@ -60,13 +60,17 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         >>> norms = gradient_norms(plain_net(20), images[:256], labels[:256])
         >>> ratio = list(norms.values())[0] / list(norms.values())[-1]
     """
-    check_data(images, labels)
+    check_model(model)
+    check_data(images, labels, model=model)
+    training = check_bool(training, "training")
     convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError("model has no nn.Conv2d layer to probe")
     weights = [m.weight for _, m in convs]
     with _probe_state(model, weights, training), grad_enabled():
-        loss = F.cross_entropy(model(images), labels)
+        logits = model(images.clone())  # a normal tensor even when made in inference mode: saved for backward
+        check_class_indices(labels, logits.shape[-1])
+        loss = F.cross_entropy(logits, labels)
         grads = torch.autograd.grad(loss, weights)
     return {name: g.norm().item() for (name, _), g in zip(convs, grads)}
 

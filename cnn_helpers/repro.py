@@ -68,8 +68,8 @@ def seed_everything(seed: int = 0) -> torch.Generator:
         >>> g = seed_everything(0)
         >>> x = torch.rand(2, generator=g)
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -90,11 +90,19 @@ def get_device(prefer: str | None = None) -> torch.device:
         >>> device = get_device()
         >>> model = model.to(device)
     """
+    if prefer is not None and not isinstance(prefer, (str, torch.device)):
+        raise TypeError(f"prefer must be a device name such as 'cpu', 'cuda', 'mps', got {prefer!r}")
     choice = prefer or os.environ.get("CNN_DEVICE", "").strip() or None
     if choice is not None:
-        device = torch.device(choice)
+        try:
+            device = torch.device(choice)
+        except RuntimeError:
+            source = "prefer" if prefer else "environment variable CNN_DEVICE"
+            raise ValueError(f"{source}={choice!r} is not a device name such as 'cpu', 'cuda', 'mps'") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {choice!r} requested but CUDA is not available; use 'cpu'")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {choice!r} requested but there are {torch.cuda.device_count()} CUDA devices")
         if device.type == "mps" and not _mps_available():
             raise ValueError(f"device {choice!r} requested but Apple MPS is not available; use 'cpu'")
         return device

@@ -13,12 +13,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .budget import check_memory
+
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
 def _check_num_classes(num_classes: object) -> None:
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    # the last layer has at most 4096 inputs (AlexNet, VGG): 4096 * num_classes float32 weights
+    check_memory(4096 * num_classes * 4, f"a classifier with num_classes={num_classes}")
 
 
 def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .budget import check_memory
+from .checks import check_bool, check_choice
+
 __all__ = ["Block", "SmallNet", "plain_net", "residual_net", "blocks_for_depth"]
 
 INITS = ("he", "default")
@@ -76,7 +79,7 @@ class SmallNet(nn.Module):
                  num_classes: int = 10, batch_norm: bool = True, init: str = "he") -> None:
         super().__init__()
         n = blocks_for_depth(depth)
-        widths = _check_config(widths, in_channels, num_classes, init)
+        widths = _check_config(widths, in_channels, num_classes, init, batch_norm, n)
         self.depth, self.widths, self.residual = depth, widths, residual
         self.in_channels, self.num_classes, self.batch_norm, self.init = in_channels, num_classes, batch_norm, init
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=not batch_norm),
@@ -104,15 +107,19 @@ def _he_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _check_config(widths: Sequence[int], in_channels: int, num_classes: int, init: str) -> tuple[int, int, int]:
-    widths = tuple(widths)
-    if len(widths) != 3 or any(not isinstance(w, int) or w <= 0 for w in widths) or list(widths) != sorted(widths):
+def _check_config(widths: Sequence[int], in_channels: int, num_classes: int, init: str, batch_norm: bool,
+                  blocks: int) -> tuple[int, int, int]:
+    widths = tuple(widths) if isinstance(widths, (tuple, list)) else ()
+    if len(widths) != 3 or any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in widths) \
+            or list(widths) != sorted(widths):
         raise ValueError(f"widths must be three increasing positive ints, got {widths!r}")
     for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    check_choice(init, "init", INITS)
+    check_bool(batch_norm, "batch_norm")
+    weights = 9 * in_channels * widths[0] + 18 * blocks * sum(w * w for w in widths) + widths[-1] * num_classes
+    check_memory(4 * weights, f"a net with widths={widths}, in_channels={in_channels}, num_classes={num_classes}")
     return widths
 
 

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import (check_choice, check_float, check_generator, check_int, check_model, evaluating, grad_enabled,
-                     module_modes, restore_modes, set_modes)
+from .budget import check_cost
+from .checks import (check_bool, check_choice, check_class_indices, check_fits_model, check_float, check_generator,
+                     check_int, check_model, evaluating, grad_enabled, module_modes, restore_modes, set_modes)
 
 __all__ = ["History", "fit", "evaluate", "training_error", "warmup_cosine", "check_data", "OPTIMIZERS"]
 
@@ -64,21 +65,29 @@ class History:
 
 def warmup_cosine(step: int, *, steps: int, warmup: int) -> float:
     """Learning-rate factor: linear from ``1/warmup`` to 1 over ``warmup`` steps, then cosine to 0."""
+    step, steps, warmup = check_int(step, "step", minimum=0), check_int(steps, "steps"), check_int(warmup, "warmup", minimum=0)
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def check_data(images: object, labels: object, name: str = "images") -> None:
-    """ValueError unless ``images`` is (N, C, H, W) float and ``labels`` (N,) int64."""
+def check_data(images: object, labels: object, name: str = "images", *, model: nn.Module | None = None) -> None:
+    """ValueError unless ``images`` is (N, C, H, W) finite float and ``labels`` (N,) non-negative int64
+    (with ``model``: images in the model's dtype, on its device)."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point() or not len(images):
         raise ValueError(f"{name} must be a non-empty float tensor (N, C, H, W), got "
                          f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+    if images.device.type == "meta":
+        raise ValueError(f"{name} are on the 'meta' device: they have a shape but no values")
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} hold NaN or infinite values")
     if not isinstance(labels, torch.Tensor) or labels.shape != images.shape[:1] or labels.dtype != torch.int64:
         raise ValueError(f"labels must be an int64 tensor of shape ({images.shape[0]},), got "
                          f"{getattr(labels, 'dtype', type(labels))} {tuple(getattr(labels, 'shape', ()))}")
+    if labels.min() < 0:
+        raise ValueError(f"labels must be class indices >= 0, got {labels.min().item()}")
+    if model is not None:
+        check_fits_model(images, model, name)
 
 
 @torch.no_grad()
@@ -90,12 +99,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
         >>> error, loss = evaluate(model, images, labels)
     """
     check_model(model)
-    check_data(images, labels)
+    check_data(images, labels, model=model)
     batch_size = check_int(batch_size, "batch_size")
     wrong, loss = 0, 0.0
     with evaluating(model):
         for i in range(0, len(images), batch_size):
             logits = model(images[i:i + batch_size])
+            check_class_indices(labels[i:i + batch_size], logits.shape[-1])
             wrong += (logits.argmax(1) != labels[i:i + batch_size]).sum().item()
             loss += F.cross_entropy(logits, labels[i:i + batch_size], reduction="sum").item()
     return wrong / len(images), loss / len(images)
@@ -159,16 +169,19 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
         >>> history = fit(plain_net(8), images, labels, steps=117)
     """
     check_model(model)
-    check_data(images, labels)
+    check_data(images, labels, model=model)
     if val is not None:
         if not isinstance(val, (tuple, list)) or len(val) != 2:
             raise TypeError(f"val must be a pair (images, labels) or None, got {type(val).__name__}")
-        check_data(*val, name="val images")
+        check_data(*val, name="val images", model=model)
     steps, batch_size = check_int(steps, "steps"), check_int(batch_size, "batch_size", maximum=len(images))
     lr, weight_decay = check_float(lr, "lr", minimum=0.0, strict_minimum=True), check_float(weight_decay, "weight_decay", minimum=0.0)
     momentum, warmup = check_float(momentum, "momentum", minimum=0.0, maximum=1.0), check_int(warmup, "warmup", minimum=0)
     optimizer, generator = check_choice(optimizer, "optimizer", OPTIMIZERS), check_generator(generator)
     eval_every = len(images) // batch_size if eval_every is None else check_int(eval_every, "eval_every")
+    progress = check_bool(progress, "progress")
+    check_cost(model, images, steps * batch_size, f"fit with steps={steps}, batch_size={batch_size}", backward=True,
+               hint="use fewer steps")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameter with requires_grad=True: nothing to train")
@@ -176,7 +189,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps=steps, warmup=max(1, warmup)))
     history, batches = History(), _batches(len(images), batch_size, generator)
     bar = _progress(steps) if progress else None
-    with restore_modes(model):
+    with restore_modes(model), grad_enabled():  # also inside a caller's no_grad() or inference_mode()
         if not model.training:
             model.train()
         train_modes = module_modes(model)  # evaluation in between switches to eval; come back to exactly these
@@ -187,11 +200,11 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
                 if transform is not None:
                     x = transform(x, y)
                 set_modes(train_modes)
-                with grad_enabled():  # also inside a caller's torch.no_grad()
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                logits = model(x)
+                check_class_indices(y, logits.shape[-1])
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
                 opt.step()
                 schedule.step()
                 history.batch_loss.append(loss.item())
