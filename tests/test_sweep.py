@@ -1,0 +1,209 @@
+"""The permanent bad-input sweep: every public function either does the right thing or says clearly why not.
+
+Each entry of ``SWEEP`` is one public function with a valid example call on tiny inputs; every argument
+is fed the bad values of its kind (tests/sweep.py, ``KINDS``), and the valid call runs again inside
+``torch.no_grad()`` and ``torch.inference_mode()``. A case passes when the function raises a clear
+TypeError/ValueError naming the argument, or (where the kind allows) converts correctly — and in every
+case: within the time limit, without a multi-GB allocation, no NaN in the result, results detached, the
+model and the tensor arguments left as found, the grad mode unchanged.
+
+Adding a module (e.g. ``featurevis``): import it and append one line per public function to ``SWEEP``::
+
+    entry(featurevis.class_visualization, model=Fresh(tiny_net), target=1, steps=2, size=12,
+          kinds={"lr": "float+", "jitter": "count"}),
+
+Arguments named as in ``sweep.KIND_BY_NAME`` (model, images, target, labels, steps, batch_size, generator,
+baseline, layer, window, stride, method, progress, size ...) are swept automatically, also when left at
+their default; ``kinds`` names the kind of any other argument (``None`` switches one off), ``expect``
+overrides one case (``{"images:grayscale": "any"}`` for a function that converts grayscale), and
+``state=False`` marks a function that changes the model by design. A new class of bad input is one more
+``Bad(...)`` in the kind's list in tests/sweep.py.
+"""
+
+from __future__ import annotations
+
+import helpers
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from sweep import CLEAR_ERRORS, KINDS, Entry, Fresh, call, check_result, entry, same_result
+from torch import nn
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cnn_helpers import attribution, attribution_eval, complexity, data, gradients, models, plotting, repro  # noqa: E402
+from cnn_helpers import architectures, smallnets, training  # noqa: E402
+from cnn_helpers.registry import model_info  # noqa: E402
+
+CLASSES = 5
+
+
+def tiny_net() -> nn.Module:
+    """Conv-BN-ReLU-Dropout-Conv-ReLU-pool-Linear, 5 classes, in mixed mode (train, BN frozen), a frozen
+    weight and a stale ``.grad``: everything a helper must leave as it found it."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(6, CLASSES))
+    helpers.randomize_batch_norm(model, g)
+    helpers.mixed_mode(model)
+    model[0].weight.requires_grad_(False)
+    model[-1].weight.grad = torch.full_like(model[-1].weight, 0.5)
+    return model
+
+
+def tiny_images() -> torch.Tensor:
+    return torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+
+
+def tiny_heatmap() -> torch.Tensor:
+    return torch.rand(2, 12, 12, generator=torch.Generator().manual_seed(2))
+
+
+def small_net() -> nn.Module:
+    return helpers.mixed_mode(smallnets.residual_net(8, widths=(2, 2, 2), in_channels=1, num_classes=3))
+
+
+def small_data() -> torch.Tensor:
+    return torch.randn(8, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+
+
+def small_labels() -> torch.Tensor:
+    return torch.randint(0, 3, (8,), generator=torch.Generator().manual_seed(4))
+
+
+def tiny_pretrained() -> models.Pretrained:
+    return models.Pretrained(model=tiny_net(), name="tiny", categories=list("abcde"), input_size=12, source="test",
+                             info=model_info("efficientnet_lite0"), verified=False)
+
+
+def seeded() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+MODEL, IMAGES, HEAT, GEN = Fresh(tiny_net), Fresh(tiny_images), Fresh(tiny_heatmap), Fresh(seeded)
+SMALL, DATA, LABELS = Fresh(small_net), Fresh(small_data), Fresh(small_labels)
+TARGET = Fresh(lambda: torch.tensor([1, 3]))
+NO_IMAGES = {"images:grayscale": "any", "images:rgba": "any", "images:3-d": "any"}  # shape-generic image helpers
+META = {"input_size:huge": "any"}  # counted on the meta device: any size is cheap
+SHOW_IMAGES = {"images:grayscale": "any", "images:3-d": "any", "images:list": "any", "images:float16": "any"}
+
+SWEEP: list[Entry] = [
+    # attribution
+    entry(attribution.occlusion_map, model=MODEL, images=IMAGES, target=TARGET, window=4, stride=2,
+          kinds={"perturbations_per_eval": "batch"}),
+    entry(attribution.saliency_map, model=MODEL, images=IMAGES, target=TARGET),
+    entry(attribution.smoothgrad, model=MODEL, images=IMAGES, target=TARGET, samples=3, generator=GEN,
+          kinds={"stdev": "float0"}),
+    entry(attribution.integrated_gradients, model=MODEL, images=IMAGES, target=TARGET, steps=4),
+    entry(attribution.guided_backprop, model=MODEL, images=IMAGES, target=TARGET),
+    entry(attribution.grad_cam, model=MODEL, images=IMAGES, target=TARGET, layer="2",
+          kinds={"relu": "bool", "upsample": "bool"}),
+    # attribution_eval
+    entry(attribution_eval.deletion_curve, model=MODEL, images=IMAGES, target=TARGET, heatmap=HEAT, steps=4),
+    entry(attribution_eval.insertion_curve, model=MODEL, images=IMAGES, target=TARGET, heatmap=HEAT, steps=4,
+          baseline=0.5),
+    entry(attribution_eval.blur, images=IMAGES, kinds={"sigma": "float+"}, expect=NO_IMAGES),
+    entry(attribution_eval.cascading_randomization, model=MODEL, layers=["8", "4"], generator=GEN),
+    entry(attribution_eval.randomize_parameters, module=MODEL, generator=GEN, state=False),
+    entry(attribution_eval.area_under_curve, curve=Fresh(lambda: torch.rand(2, 5)), kinds={"curve": "map"}),
+    entry(attribution_eval.spearman, a=HEAT, b=Fresh(lambda: tiny_heatmap() ** 2), kinds={"a": "map", "b": "map"},
+          expect={"a:wrong shape": "refuse", "b:wrong shape": "refuse"}),
+    # complexity
+    entry(complexity.count_weight_layers, model=MODEL),
+    entry(complexity.count_parameters, model=MODEL),
+    entry(complexity.count_macs, model=MODEL, input_size=12, kinds={"input_size": "size"}, expect=META),
+    entry(complexity.layer_table, model=MODEL, input_size=12, kinds={"input_size": "size"}, expect=META),
+    # training and gradients (notebook 02)
+    entry(training.fit, model=SMALL, images=DATA, labels=LABELS, steps=2, batch_size=4, warmup=1, state=False,
+          kinds={"images": "data", "lr": "float+", "momentum": "float0", "weight_decay": "float0", "warmup": None}),
+    entry(training.evaluate, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data"}),
+    entry(gradients.training_error, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data"}),
+    entry(gradients.gradient_norms, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data", "training": "bool"}),
+    # models
+    entry(models.classify, pretrained=Fresh(tiny_pretrained), images=IMAGES, k=3),
+    entry(models.topk_probabilities, logits=Fresh(lambda: torch.randn(2, CLASSES)), k=2),
+    entry(models.load_pretrained, name="efficientnet_lite0", contexts=False),
+    entry(models.weights_path, name="resnet50", kinds={"name": "model name"}),
+    entry(model_info, name="resnet50", kinds={"name": "model name"}),
+    entry(models.imagenet_categories),
+    entry(models.available_models),
+    # data
+    entry(data.load_image, name_or_path="cat", size=16),
+    entry(data.image_from_array, array=Fresh(lambda: np.random.default_rng(0).random((5, 6, 3)))),
+    entry(data.resize, images=IMAGES, size=6, expect=NO_IMAGES),
+    entry(data.center_crop, images=IMAGES, size=6, expect=NO_IMAGES),
+    entry(data.prepare, images=IMAGES, size=6, expect=NO_IMAGES),
+    entry(data.to_numpy, image=Fresh(lambda: tiny_images()[:1])),
+    entry(data.load_mnist, size=7, kinds={"standardize": "bool"}),
+    # plotting
+    entry(plotting.show_images, images=IMAGES, kinds={"ncols": "int+", "size": "float+"}, expect=SHOW_IMAGES),
+    entry(plotting.overlay_heatmap, image=Fresh(lambda: tiny_images()[:1]), heatmap=Fresh(lambda: tiny_heatmap()[0]),
+          kinds={"heatmap": "map"}),
+    entry(plotting.topk_bar, predictions=[("cat", 0.75), ("dog", 0.25)]),
+    # repro
+    entry(repro.seed_everything, seed=3, kinds={"seed": "int0"}),
+    entry(repro.get_device, prefer="cpu", kinds={"prefer": "device"}),
+    # networks
+    entry(smallnets.plain_net, depth=8, widths=(2, 2, 2), kinds={"in_channels": "int+", "num_classes": None}),
+    entry(smallnets.blocks_for_depth, depth=14),
+    entry(gradients.identity_extension, model=Fresh(lambda: smallnets.plain_net(8, widths=(2, 2, 2))), depth=14),
+    entry(training.warmup_cosine, step=3, steps=10, warmup=2, kinds={"step": "int0", "steps": "int+", "warmup": "int0"}),
+    entry(architectures.resnet18, num_classes=3, contexts=False),
+]
+
+
+def _cases() -> list:
+    return [pytest.param(e, argument, label, id=f"{e.name}-{argument}-{label or 'valid'}")
+            for e in SWEEP for argument, label in e.cases()]
+
+
+_REFERENCE: dict[str, object] = {}
+
+
+def reference(e: Entry) -> object:
+    """The valid call's result (computed once per entry); it must itself pass every check."""
+    if e.name not in _REFERENCE:
+        result, error = call(e, e.arguments())
+        assert error is None, f"the valid example call of {e.name} failed: {error!r}"
+        check_result(result)
+        _REFERENCE[e.name] = result
+    return _REFERENCE[e.name]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize("e, argument, label", _cases())
+def test_sweep(e: Entry, argument: str, label: str | None):
+    expected = reference(e)
+    arguments = e.arguments()
+    if label is None:  # the valid call inside no_grad() / inference_mode()
+        expect, context, atol = "same", argument, e.atol
+    else:
+        bad = next(b for b in KINDS[e.kinds[argument]] if b.label == label)
+        expect, context, atol = e.expect.get(f"{argument}:{label}", bad.expect), None, max(e.atol, bad.atol)
+        valid = arguments[argument] if argument in arguments else e.default(argument)
+        arguments[argument] = bad.make(valid)
+    result, error = call(e, arguments, context)
+    if error is not None:
+        message = f"{type(error).__name__}: {error}"
+        assert isinstance(error, CLEAR_ERRORS), f"obscure error for {argument}={label}: {message}"
+        assert context is None, f"the valid call fails inside {context}: {message}"
+        names = {argument, argument.rstrip("s")} | ({str(arguments[argument])} if isinstance(arguments[argument], str) else set())
+        assert any(name in str(error) for name in names), f"the error does not name {argument!r}: {message}"
+        return
+    assert expect != "refuse", f"{argument}={label} was accepted (expected a clear error); returned {type(result).__name__}"
+    check_result(result)
+    if expect == "same":
+        assert same_result(result, expected, atol), f"{argument}={label}: a different result than the valid call"
+
+
+def test_every_kind_is_used():
+    used = {kind for e in SWEEP for kind in e.kinds.values()}
+    assert used == set(KINDS), f"kinds without a function: {set(KINDS) - used}"
