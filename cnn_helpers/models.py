@@ -219,12 +219,7 @@ def _load(name: str) -> tuple[ImageClassifier, str, bool]:
 
 
 def _resolve_device(device: object) -> torch.device | None:
-    if device is None:
-        return None
-    try:
-        return repro.get_device(device)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"device={device!r}: {err}") from None
+    return None if device is None else repro.check_device(device, "device")
 
 
 def load_pretrained(name: str = "default", *, device: torch.device | str | None = None) -> Pretrained:

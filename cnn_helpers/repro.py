@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "fast_mode", "offline_mode", "by_mode", "describe_setup", "model_choice",
+__all__ = ["seed_everything", "get_device", "check_device", "fast_mode", "offline_mode", "by_mode", "describe_setup", "model_choice",
            "verify_weights", "data_dir_override", "SWITCHES"]
 
 SWITCHES = {
@@ -90,27 +90,34 @@ def get_device(prefer: str | None = None) -> torch.device:
         >>> device = get_device()
         >>> model = model.to(device)
     """
-    if prefer is not None and not isinstance(prefer, (str, torch.device)):
-        raise TypeError(f"prefer must be a device name such as 'cpu', 'cuda', 'mps', got {prefer!r}")
-    choice = prefer or os.environ.get("CNN_DEVICE", "").strip() or None
-    if choice is not None:
-        try:
-            device = torch.device(choice)
-        except RuntimeError:
-            source = "prefer" if prefer else "environment variable CNN_DEVICE"
-            raise ValueError(f"{source}={choice!r} is not a device name such as 'cpu', 'cuda', 'mps'") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {choice!r} requested but CUDA is not available; use 'cpu'")
-        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-            raise ValueError(f"device {choice!r} requested but there are {torch.cuda.device_count()} CUDA devices")
-        if device.type == "mps" and not _mps_available():
-            raise ValueError(f"device {choice!r} requested but Apple MPS is not available; use 'cpu'")
-        return device
+    if prefer is not None:
+        return check_device(prefer, "prefer")
+    if os.environ.get("CNN_DEVICE", "").strip():
+        return check_device(os.environ["CNN_DEVICE"].strip(), "environment variable CNN_DEVICE")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device: object, name: str = "device") -> torch.device:
+    """``torch.device(device)`` if that device exists here; a ValueError naming ``name`` otherwise.
+
+    Example:
+        >>> check_device("cuda")   # ValueError on a machine without CUDA
+    """
+    try:
+        resolved = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be a device name such as 'cpu', 'cuda', 'mps'; got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r} requested but CUDA is not available; use 'cpu'")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{name}={device!r} requested but there are {torch.cuda.device_count()} CUDA devices")
+    if resolved.type == "mps" and not _mps_available():
+        raise ValueError(f"{name}={device!r} requested but Apple MPS is not available; use 'cpu'")
+    return resolved
 
 
 def _mps_available() -> bool:
