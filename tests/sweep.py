@@ -333,7 +333,8 @@ def _tensors(arguments: dict[str, Any]) -> list[torch.Tensor]:
     return [v for v in arguments.values() if isinstance(v, torch.Tensor) and v.device.type != "meta"]
 
 
-def call(e: Entry, arguments: dict[str, Any], context: str | None = None) -> tuple[Any, BaseException | None]:
+def call(e: Entry, arguments: dict[str, Any], context: str | None = None,
+         limit: float = TIME_LIMIT) -> tuple[Any, BaseException | None]:
     """Call ``e.fn(**arguments)`` under the time and memory limits, checking state; (result, error)."""
     model = _model_of(arguments)
     before = helpers.snapshot(model, *_tensors(arguments))
@@ -341,7 +342,7 @@ def call(e: Entry, arguments: dict[str, Any], context: str | None = None) -> tup
     ctx = {None: contextlib.nullcontext, "<no_grad>": torch.no_grad, "<inference_mode>": torch.inference_mode}[context]
     result, error = None, None
     try:
-        with time_limit(TIME_LIMIT), memory_limit(MEMORY_LIMIT), ctx():
+        with time_limit(limit), memory_limit(MEMORY_LIMIT), ctx():
             result = _materialize(e.fn(**arguments))
     except TimeoutError:
         raise
