@@ -26,8 +26,8 @@ from torch import nn
 
 from .checks import evaluating
 
-__all__ = ["CostWarning", "check_memory", "check_cost", "meta_forward", "without_hooks", "image_macs", "WARN_SECONDS", "REFUSE_SECONDS",
-           "WARN_BYTES", "REFUSE_BYTES"]
+__all__ = ["CostWarning", "check_memory", "check_cost", "meta_forward", "without_hooks", "image_macs",
+           "WARN_SECONDS", "REFUSE_SECONDS", "WARN_BYTES", "REFUSE_BYTES"]
 
 WARN_BYTES, REFUSE_BYTES = 1 << 30, 8 << 30
 WARN_SECONDS, REFUSE_SECONDS = 120.0, 24 * 3600.0

@@ -113,18 +113,29 @@ def load_image(name_or_path: str | os.PathLike, *, size: int | None = None) -> t
                 f"name_or_path={key!r} is neither a bundled image ({', '.join(sorted(IMAGES))}) nor an existing file"
             )
     if isinstance(source, Path):
-        image = _read_file(source)
+        image = _read_file(source, size)
     else:
         image = image_from_array(source)
     return prepare(image, size) if size is not None else image
 
 
-def _read_file(path: Path) -> torch.Tensor:
+REDUCE_ABOVE = 1 << 28  # bytes: a float image larger than this is first shrunk by an integer factor in PIL (uint8)
+
+
+def _read_file(path: Path, size: int | None = None) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist (is it a folder?)")
     try:
         with Image.open(path) as pil:
+            # a huge photo wanted at `size` is shrunk while still 8-bit (JPEG: already while decoding), keeping at
+            # least twice `size` for the antialiased resize: a 100-megapixel file never becomes 1.2 GB of floats
+            factor = min(pil.size) // (2 * size) if size and 12 * pil.width * pil.height > REDUCE_ABOVE else 1
+            if factor > 1 and pil.format == "JPEG":
+                pil.draft("RGB", (pil.width // factor, pil.height // factor))
             pil.load()
+            factor = min(pil.size) // (2 * size) if factor > 1 else 1
+            if factor > 1 and pil.mode in ("L", "LA", "RGB", "RGBA", "P", "I", "F"):
+                pil = (pil.convert("RGBA") if pil.mode == "P" else pil).reduce(factor)
             return _pil_to_tensor(ImageOps.exif_transpose(pil))  # phone photos store "rotate me" in EXIF
     except Image.DecompressionBombError as err:
         raise ValueError(f"{str(path)!r} is too large to open safely ({err})") from None

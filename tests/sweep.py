@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import inspect
 import math
-import os
 import signal
 import sys
 import types
@@ -118,7 +117,8 @@ KINDS: dict[str, list[Bad]] = {
         Bad("per channel", _const(torch.zeros(3, 1, 1)), "any"),
     ],
     "pair": [*_refuse(("zero", 0), ("negative", -2), ("one of two", (2,)), ("zero in pair", (2, 0)), ("string", "4"),
-                      ("float", 2.5), ("bool", True), ("huge", 10**6)), Bad("list", lambda v: [*v] if isinstance(v, tuple) else [v, v], "same")],
+                      ("float", 2.5), ("bool", True), ("huge", 10**6)),
+             Bad("list", lambda v: [*v] if isinstance(v, tuple) else [v, v], "same")],
     "choice": [*_refuse(("unknown", "nope"), ("int", 3), ("none", None)), Bad("upper case", lambda v: v.upper())],
     "int+": [*_refuse(*_NOT_INT), Bad("huge", _const(10**12), "any")],  # a positive int without a natural bound
     "int0": [*_refuse(*_NOT_INT[1:]), Bad("zero", _const(0), "any")],  # a non-negative int
@@ -136,7 +136,8 @@ KINDS: dict[str, list[Bad]] = {
     ],
     "image": [  # one image (1, 3, H, W) or (3, H, W) for display
         Bad("nan pixel", _pixel(float("nan"))), Bad("uint8 range", lambda x: x * 255),
-        Bad("normalized", lambda x: (x - 0.45) / 0.225), Bad("uint8 dtype", lambda x: (x * 255).round().to(torch.uint8), "same", 0.5 / 255),
+        Bad("normalized", lambda x: (x - 0.45) / 0.225),
+        Bad("uint8 dtype", lambda x: (x * 255).round().to(torch.uint8), "same", 0.5 / 255),
         Bad("batch", lambda x: torch.cat([x, x])), Bad("meta", lambda x: x.to("meta")), Bad("numpy", lambda x: x.numpy()),
         Bad("float64", lambda x: x.double(), "same"), Bad("requires grad", lambda x: x.clone().requires_grad_(True), "same"),
     ],

@@ -206,3 +206,17 @@ def test_load_mnist_is_parsed_once_and_hands_out_independent_copies():
         data.load_mnist(size=56)
     with pytest.raises(TypeError, match="standardize"):
         data.load_mnist(standardize=1)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_huge_photo_is_shrunk_while_still_8_bit(tmp_path, monkeypatch, suffix):
+    ramp = np.linspace(0, 255, 600)
+    pixels = np.stack([ramp[None, :].repeat(400, 0), ramp[:400, None].repeat(600, 1), np.full((400, 600), 128.0)], -1)
+    Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / f"big{suffix}", quality=95)
+    exact = data.load_image(tmp_path / f"big{suffix}", size=50)  # 400 x 600 is small: no shrinking
+    seen = []
+    monkeypatch.setattr(data, "REDUCE_ABOVE", 1000)  # pretend 400 x 600 were 100 megapixels
+    monkeypatch.setattr(data, "_pil_to_tensor", lambda pil, convert=data._pil_to_tensor: seen.append(pil.size) or convert(pil))
+    shrunk = data.load_image(tmp_path / f"big{suffix}", size=50)
+    assert seen and min(seen[0]) < 400 and min(seen[0]) >= 100  # 4x smaller at most: twice `size` is kept
+    assert shrunk.shape == exact.shape == (1, 3, 50, 50) and torch.allclose(shrunk, exact, atol=0.02)
