@@ -8,11 +8,13 @@ occurs: the **Gram matrix** ``G = F Fᵀ / (H W)`` of each tapped layer (which c
 Texture synthesis optimizes an image from noise until its statistics match an exemplar's; style transfer
 also keeps a content image's feature maps at a deeper layer.
 
-Two changes make the recipe work on EfficientNet-Lite0 (whose ReLU6 features have large positive means,
+Three changes make the recipe work on EfficientNet-Lite0 (whose ReLU6 features have large positive means,
 so the plain Gram matrix is mostly ``μ μᵀ``): **centred** Gram matrices plus a separate term for the
-channel means (``centred=True``), each layer's distance relative to its target's size; and the image is
+channel means (``centred=True``), each layer's distance relative to its target's size; the image is
 fed to the network **upsampled 2×** (``upsample=2``), because the stem's stride 2 leaves pixel-level
-detail unconstrained (checkerboards). ``centred=False, upsample=1`` is the classic recipe.
+detail unconstrained (checkerboards); and the pixels themselves count as a layer (``pixels=True``: mean
+colour and colour covariance), because the stem sees colour only weakly. ``centred=False, upsample=1,
+pixels=False`` is the classic recipe.
 
 Reference: Gatys, Ecker & Bethge, "Texture Synthesis Using CNNs" (NeurIPS 2015) and "Image Style
 Transfer Using CNNs" (CVPR 2016).
@@ -28,8 +30,10 @@ from torch import nn
 
 from .checks import check_images, check_int, check_layers, check_model
 
-__all__ = ["gram_matrix", "feature_maps", "style_targets", "style_loss", "content_loss", "Stats"]
+__all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_loss", "content_loss", "Stats",
+           "PIXELS"]
 
+PIXELS = "pixels"  # the key of the image itself when it counts as a style "layer" (mean colour, colour covariance)
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (Gram matrix (N, C, C), channel means (N, C))
 
 
@@ -155,9 +159,21 @@ def _check_size(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) 
                              f"(its feature map is {f.shape[-2]}x{f.shape[-1]}); use at least {need} px")
 
 
+def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str], *, upsample: int,
+               pixels: bool) -> dict[str, torch.Tensor]:
+    """:func:`feature_maps` without the checks, plus the images themselves as ``PIXELS`` when ``pixels``."""
+    maps = _taps(model, _zoom(images, upsample), layers)
+    return {PIXELS: images, **maps} if pixels else maps
+
+
 def style_targets(model: nn.Module, style: torch.Tensor, style_layers: list[str] | tuple[str, ...], *,
-                  centred: bool = True, upsample: int = 2) -> Stats:
-    """The style image's statistics ``{layer: (Gram (1, C, C), channel means (1, C))}`` (no gradients)."""
+                  centred: bool = True, upsample: int = 2, pixels: bool = False) -> Stats:
+    """The style image's statistics ``{layer: (Gram (1, C, C), channel means (1, C))}`` (no gradients).
+
+    With ``pixels``, the image itself is a layer too (key ``PIXELS``): its mean colour and colour covariance.
+    """
     maps = feature_maps(model, style, style_layers, upsample=upsample)
     _check_size(maps, style, "style")
+    if pixels:
+        maps = {PIXELS: style, **maps}
     return {k: (g.detach(), m.detach()) for k, (g, m) in _statistics(maps, centred).items()}

@@ -26,7 +26,7 @@ from torch import nn
 
 from .checks import (check_bool, check_choice, check_float, check_generator, check_images, check_int, check_layers,
                      check_model, check_pair, evaluating, grad_enabled)
-from .style import _check_size, _taps, _zoom, content_loss, style_loss, style_targets
+from .style import _check_size, _taps, _zoom, content_loss, style_loss, style_maps, style_targets
 
 __all__ = ["style_transfer", "synthesize_texture", "OPTIMIZERS", "INITS"]
 
@@ -98,7 +98,8 @@ def _noise(shape: tuple[int, ...], generator: torch.Generator | None, like: torc
 def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor, *,
                    style_layers: list[str] | tuple[str, ...], content_layers: list[str] | tuple[str, ...],
                    content_weight: float = 0.1, steps: int = 150, optimizer: str = "lbfgs", lr: float | None = None,
-                   centred: bool = True, upsample: int = 2, init: str = "content", clamp_every: int = 20,
+                   centred: bool = True, upsample: int = 2, pixels: bool = True, init: str = "content",
+                   clamp_every: int = 20,
                    generator: torch.Generator | None = None, callback: Callback | None = None,
                    progress: bool = False) -> tuple[torch.Tensor, History]:
     """Paint ``content`` in the style of ``style``: minimize ``style_loss + content_weight * content_loss``.
@@ -110,7 +111,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
         content_weight: Weight of the content term (both terms are relative, ≈ 1 at the start). Default: 0.1.
         steps: Iterations (L-BFGS: each has one or a few evaluations). Default: 150.
         optimizer: ``"lbfgs"`` (clamped every ``clamp_every`` iterations) or ``"adam"``. lr: Default 1 / 0.02.
-        centred, upsample: See :mod:`cnn_helpers.style` (``False, 1`` is the classic recipe). Default: True, 2.
+        centred, upsample, pixels: See :mod:`cnn_helpers.style` (``False, 1, False`` is the classic recipe).
+            Default: True, 2, True.
         init: Start from the ``"content"`` image or from uniform ``"noise"`` (``generator``). Default: "content".
         callback: ``callback(iterations_done, image)`` after each clamp. progress: tqdm bar.
 
@@ -129,19 +131,21 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
     style_layers = check_layers(model, style_layers, "style_layers")
     content_layers = check_layers(model, content_layers, "content_layers")
     content_weight = check_float(content_weight, "content_weight", minimum=0.0)
+    check_bool(pixels, "pixels")
     check_choice(init, "init", INITS)
     generator = check_generator(generator)
     layers = style_layers + [name for name in content_layers if name not in style_layers]
     with evaluating(model), grad_enabled():
         content = content.detach().clone()  # a normal tensor even when the caller is in inference mode
-        targets = style_targets(model, style.detach().clone(), style_layers, centred=centred, upsample=upsample)
+        targets = style_targets(model, style.detach().clone(), style_layers, centred=centred, upsample=upsample,
+                                pixels=pixels)
         with torch.no_grad():
             start_maps = _taps(model, _zoom(content, upsample), layers)
         _check_size({name: start_maps[name] for name in style_layers}, content, "content")
         content_maps = {name: start_maps[name] for name in content_layers}
 
         def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            maps = _taps(model, _zoom(x, upsample), layers)
+            maps = style_maps(model, x, layers, upsample=upsample, pixels=pixels)
             s, c = style_loss(maps, targets, centred=centred), content_loss(maps, content_maps)
             return s + content_weight * c, s, c
 
@@ -153,7 +157,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
 def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | tuple[int, int],
                        style_layers: list[str] | tuple[str, ...], steps: int = 150, octaves: int = 1,
                        optimizer: str = "lbfgs", lr: float | None = None, centred: bool = True, upsample: int = 2,
-                       clamp_every: int = 20, generator: torch.Generator | None = None,
+                       pixels: bool = True, clamp_every: int = 20, generator: torch.Generator | None = None,
                        callback: Callback | None = None, progress: bool = False) -> tuple[torch.Tensor, History]:
     """A new image of the exemplar's texture: uniform noise optimized until its statistics match.
 
@@ -164,7 +168,7 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
         style_layers: Submodule names whose statistics are matched (``pre.info.style_layers``).
         steps: Iterations per octave. Default: 150.
         octaves: Coarse to fine: optimize at size / 2^(octaves-1) first, then upsample and refine. Default: 1.
-        optimizer, lr, centred, upsample, clamp_every, callback, progress: As in :func:`style_transfer`.
+        optimizer, lr, centred, upsample, pixels, clamp_every, callback, progress: As in :func:`style_transfer`.
         generator: For the starting noise. Default: torch's global generator.
 
     Returns:
@@ -178,6 +182,7 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
         raise ValueError(f"exemplar must be one image (1, 3, H, W), got a batch of {exemplar.shape[0]}")
     height, width = check_pair(size, "size")
     octaves = check_int(octaves, "octaves", maximum=4)
+    check_bool(pixels, "pixels")
     style_layers = check_layers(model, style_layers, "style_layers")
     generator = check_generator(generator)
     grey = bool((exemplar[:, 0] == exemplar[:, 1]).all() and (exemplar[:, 1] == exemplar[:, 2]).all())
@@ -187,7 +192,8 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
         callback(done, image.expand(-1, 3, -1, -1))
     history: History = {"loss": [], "style": [], "content": [], "seconds": []}
     with evaluating(model), grad_enabled():
-        targets = style_targets(model, exemplar.detach().clone(), style_layers, centred=centred, upsample=upsample)
+        targets = style_targets(model, exemplar.detach().clone(), style_layers, centred=centred, upsample=upsample,
+                                pixels=pixels)
         x = _noise((1, 1 if grey else 3, *sizes[0]), generator, exemplar)
         for octave_size in sizes:
             x = F.interpolate(x, size=octave_size, mode="bilinear", align_corners=False).clamp(0, 1)
@@ -195,8 +201,8 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
                 _check_size(_taps(model, _zoom(x.expand(-1, 3, -1, -1), upsample), style_layers), x, "size")
 
             def loss_fn(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                loss = style_loss(_taps(model, _zoom(p.expand(-1, 3, -1, -1), upsample), style_layers), targets,
-                                  centred=centred)
+                maps = style_maps(model, p.expand(-1, 3, -1, -1), style_layers, upsample=upsample, pixels=pixels)
+                loss = style_loss(maps, targets, centred=centred)
                 return loss, loss, torch.zeros_like(loss)
 
             x, part = _optimize(loss_fn, x, steps=steps, optimizer=optimizer, lr=lr, clamp_every=clamp_every,

@@ -109,3 +109,15 @@ def test_style_targets_refuse_an_image_too_small_for_the_layers(generator):
     model = tiny_model(generator)
     with pytest.raises(ValueError, match=r"style of 2x2 px is too small for layer 'net.3' \(its feature map is 1x1\)"):
         style.style_targets(model, torch.rand(1, 3, 2, 2, generator=generator), LAYERS, upsample=1)
+
+
+def test_pixels_are_a_layer_of_colour_statistics(generator):
+    model = tiny_model(generator)
+    image = torch.rand(1, 3, 8, 8, generator=generator)
+    targets = style.style_targets(model, image, LAYERS, upsample=1, pixels=True)
+    assert list(targets) == [style.PIXELS, *LAYERS]
+    gram, mean = targets[style.PIXELS]
+    assert torch.allclose(gram[0], torch.cov(image.flatten(2)[0], correction=0), atol=1e-6)
+    assert torch.allclose(mean, image.mean(dim=(2, 3)))
+    maps = style.style_maps(model, image, LAYERS, upsample=1, pixels=True)
+    assert maps[style.PIXELS] is image and style.style_loss(maps, targets).abs().item() < 1e-10

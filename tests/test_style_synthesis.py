@@ -60,8 +60,8 @@ def test_results_are_seeded_and_the_optimizers_lower_the_loss(generator):
     a, _ = run(model, content, style, init="noise", generator=torch.Generator().manual_seed(3))
     b, _ = run(model, content, style, init="noise", generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
-    for optimizer in ("lbfgs", "adam"):
-        _, history = run(model, content, style, optimizer=optimizer, steps=10, content_weight=0.0)
+    for optimizer, pixels in (("lbfgs", True), ("lbfgs", False), ("adam", True)):
+        _, history = run(model, content, style, optimizer=optimizer, pixels=pixels, steps=10, content_weight=0.0)
         assert history["loss"][-1] < 0.5 * history["loss"][0], optimizer
     done = []
     run(model, content, style, steps=5, clamp_every=2, callback=lambda step, image: done.append((step, image.shape)))
