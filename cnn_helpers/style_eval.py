@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .checks import Target, check_images, check_model, check_target, evaluating, gather, model_device
-from .style import _relative, _taps, feature_maps, gram_matrix
+from .style import _check_size, _relative, _taps, feature_maps, gram_matrix
 
 __all__ = ["style_distance", "class_rank", "ssim"]
 
@@ -44,6 +44,8 @@ def style_distance(model: nn.Module, images: torch.Tensor, style: torch.Tensor, 
     with evaluating(model):
         maps = feature_maps(model, images, layers)
         reference = _taps(model, style, list(layers))
+    _check_size(maps, images, "images")
+    _check_size(reference, style, "style")
     total = 0.0
     for name, f in maps.items():
         s = reference[name]

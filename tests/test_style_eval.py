@@ -19,6 +19,8 @@ def test_style_distance_is_zero_for_the_style_itself_and_ranks_textures(generato
     d = style_distance(model, torch.cat([base, shifted, other]), base, layers=LAYERS)
     assert d.shape == (3,) and d[0].abs() < 1e-10 and d[1] < 0.1 * d[2]
     assert_unchanged(before, snapshot(model, base))
+    with pytest.raises(ValueError, match="style of 2x2 px is too small"):
+        style_distance(model, base, base[..., :2, :2], layers=LAYERS)
 
 
 def test_class_rank_against_a_softmax_by_hand():
