@@ -78,6 +78,7 @@ IMAGES: dict[str, tuple[Callable[[], np.ndarray | Path], str]] = {
     "dog": (_file("dog.jpg"), "a dog, a bicycle and a truck (darknet, data/)"),
     "eagle": (_file("eagle.jpg"), "an eagle (darknet, data/)"),
     "scream": (_file("scream.jpg"), "Munch, The Scream, a classic style image (darknet, data/)"),
+    "starry_night": (_file("starry_night.jpg"), "van Gogh, The Starry Night, a style image (OpenCV samples, data/)"),
 }
 
 

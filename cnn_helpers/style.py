@@ -1,0 +1,179 @@
+"""Texture synthesis and style transfer with Gram matrices (Gatys et al.), on any CNN.
+
+Used by notebook 05 (texture synthesis and style transfer). The optimizations that use these pieces are in
+``style_synthesis``, the quality measures in ``style_eval``.
+
+A texture is described by statistics of a CNN's feature maps that do not depend on *where* a feature
+occurs: the **Gram matrix** ``G = F Fᵀ / (H W)`` of each tapped layer (which channels fire together).
+Texture synthesis optimizes an image from noise until its statistics match an exemplar's; style transfer
+also keeps a content image's feature maps at a deeper layer.
+
+Three changes make the recipe work on EfficientNet-Lite0 (whose ReLU6 features have large positive means,
+so the plain Gram matrix is mostly ``μ μᵀ``): **centred** Gram matrices plus a separate term for the
+channel means (``centred=True``), each layer's distance relative to its target's size; the image is
+fed to the network **upsampled 2×** (``upsample=2``), because the stem's stride 2 leaves pixel-level
+detail unconstrained (checkerboards); and the pixels themselves count as a layer (``pixels=True``: mean
+colour and colour covariance), because the stem sees colour only weakly. ``centred=False, upsample=1,
+pixels=False`` is the classic recipe.
+
+Reference: Gatys, Ecker & Bethge, "Texture Synthesis Using CNNs" (NeurIPS 2015) and "Image Style
+Transfer Using CNNs" (CVPR 2016).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import check_images, check_int, check_layers, check_model
+
+__all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_loss", "content_loss", "Stats",
+           "PIXELS"]
+
+PIXELS = "pixels"  # the key of the image itself when it counts as a style "layer" (mean colour, colour covariance)
+Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (Gram matrix (N, C, C), channel means (N, C))
+
+
+class _Done(Exception):
+    """Raised by the last feature hook: the layers after it are not needed."""
+
+
+def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tensor:
+    """Gram matrix of feature maps: which channels are active together, wherever they are.
+
+    Args:
+        features: (N, C, H, W) feature maps.
+        centred: Subtract each channel's mean over positions first (a covariance matrix). Default: False.
+
+    Returns:
+        (N, C, C): ``G[n, i, j] = Σ_p F[n, i, p] F[n, j, p] / (H W)``.
+
+    Reference: Gatys et al., NeurIPS 2015, eq. 2 (without the 1/(H W), which makes sizes comparable).
+    Example:
+        >>> gram_matrix(torch.ones(1, 2, 3, 3))   # [[[1., 1.], [1., 1.]]]
+    """
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 4:
+        raise ValueError(f"features must be a float tensor (N, C, H, W), got {getattr(features, 'shape', type(features))}")
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    if centred:
+        flat = flat - flat.mean(dim=2, keepdim=True)
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def _taps(model: nn.Module, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The first output of each named submodule; the forward pass stops once all are seen."""
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def keep(_module, _inputs, output):
+            seen.setdefault(name, output)
+            if len(seen) == len(layers):
+                raise _Done
+        return keep
+
+    handles = [modules[name].register_forward_hook(hook(name)) for name in layers]
+    try:
+        model(images)
+    except _Done:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name in layers:
+        if name not in seen or not isinstance(seen[name], torch.Tensor) or seen[name].ndim != 4:
+            got = tuple(seen[name].shape) if isinstance(seen.get(name), torch.Tensor) else "no tensor"
+            raise ValueError(f"layer {name!r} must output (N, C, H, W) feature maps during the forward pass, got {got}")
+    return {name: seen[name] for name in layers}
+
+
+def _zoom(images: torch.Tensor, upsample: int) -> torch.Tensor:
+    return images if upsample == 1 else F.interpolate(images, scale_factor=upsample, mode="bilinear", align_corners=False)
+
+
+def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple[str, ...], *,
+                 upsample: int = 1) -> dict[str, torch.Tensor]:
+    """Feature maps of the named layers, ``{name: (N, C, h, w)}``; gradients flow back to ``images``.
+
+    Args:
+        model: Takes (N, 3, H, W) images in [0, 1]. Its modes are left as they are (call it in eval mode).
+        images: (N, 3, H, W) in [0, 1].
+        layers: Submodule names (``pre.info.style_layers``). A module called twice gives its first output.
+        upsample: Feed the images enlarged by this factor (bilinear). Default: 1.
+
+    Example:
+        >>> maps = feature_maps(pre.model, image, pre.info.style_layers)
+    """
+    check_model(model)
+    check_images(images, model=model)
+    layers = check_layers(model, layers)
+    upsample = check_int(upsample, "upsample", maximum=4)
+    return _taps(model, _zoom(images, upsample), layers)
+
+
+def _statistics(maps: dict[str, torch.Tensor], centred: bool) -> Stats:
+    return {name: (gram_matrix(f, centred=centred), f.mean(dim=(2, 3))) for name, f in maps.items()}
+
+
+def _relative(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image ||x - target||² / ||target||² (target broadcast over the batch)."""
+    dims = tuple(range(1, x.ndim))
+    return (x - target).pow(2).sum(dim=dims) / target.pow(2).sum(dim=dims).clamp_min(1e-12)
+
+
+def style_loss(features: dict[str, torch.Tensor], targets: Stats, *, centred: bool = True) -> torch.Tensor:
+    """Distance of feature statistics to the style's, averaged over layers: (N,).
+
+    Args:
+        features: ``{layer: (N, C, H, W)}`` of the image being optimized.
+        targets: ``{layer: (Gram (1, C, C), means (1, C))}`` from :func:`style_targets` (same ``centred``).
+        centred: Centred Gram matrices plus a term for the channel means; False: plain Gram matrices only.
+
+    Returns:
+        (N,): mean over layers of ``||G - G_s||² / ||G_s||²`` (+ the same for the means when centred).
+    """
+    total = 0.0
+    for name, (gram, mean) in targets.items():
+        f = features[name]
+        term = _relative(gram_matrix(f, centred=centred), gram)
+        if centred:
+            term = term + _relative(f.mean(dim=(2, 3)), mean)
+        total = total + term
+    return total / len(targets)
+
+
+def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N,): mean over layers of ``||F - F_c||² / ||F_c||²`` (feature maps of the same size)."""
+    return sum(_relative(features[name], target) for name, target in targets.items()) / len(targets)
+
+
+def _check_size(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) -> None:
+    for layer, f in maps.items():
+        if min(f.shape[-2:]) < 2:
+            need = math.ceil(2 * min(images.shape[-2:]) / min(f.shape[-2:]))
+            raise ValueError(f"{name} of {images.shape[-2]}x{images.shape[-1]} px is too small for layer {layer!r} "
+                             f"(its feature map is {f.shape[-2]}x{f.shape[-1]}); use at least {need} px")
+
+
+def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str], *, upsample: int,
+               pixels: bool) -> dict[str, torch.Tensor]:
+    """:func:`feature_maps` without the checks, plus the images themselves as ``PIXELS`` when ``pixels``."""
+    maps = _taps(model, _zoom(images, upsample), layers)
+    return {PIXELS: images, **maps} if pixels else maps
+
+
+def style_targets(model: nn.Module, style: torch.Tensor, style_layers: list[str] | tuple[str, ...], *,
+                  centred: bool = True, upsample: int = 2, pixels: bool = False) -> Stats:
+    """The style image's statistics ``{layer: (Gram (1, C, C), channel means (1, C))}`` (no gradients).
+
+    With ``pixels``, the image itself is a layer too (key ``PIXELS``): its mean colour and colour covariance.
+    """
+    maps = feature_maps(model, style, style_layers, upsample=upsample)
+    _check_size(maps, style, "style")
+    if pixels:
+        maps = {PIXELS: style, **maps}
+    return {k: (g.detach(), m.detach()) for k, (g, m) in _statistics(maps, centred).items()}

@@ -1,0 +1,121 @@
+"""Texture synthesis and style transfer (cnn_helpers.style_synthesis): results, measures, state, bad input."""
+
+import pytest
+import torch
+from helpers import assert_unchanged, hooks, mixed_mode, snapshot
+from test_style import LAYERS, tiny_model
+
+from cnn_helpers.data import load_image, resize
+from cnn_helpers.models import load_pretrained
+from cnn_helpers.style_eval import class_rank, style_distance
+from cnn_helpers.style_synthesis import style_transfer, synthesize_texture
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_pretrained("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return load_pretrained("efficientnet_lite2")
+
+
+def run(model, content, style, **options):
+    options = {"style_layers": LAYERS, "content_layers": ["net.3"], "steps": 4, "clamp_every": 2, **options}
+    return style_transfer(model, content, style, **options)
+
+
+def test_style_transfer_on_lite0_closes_most_of_the_style_gap_under_another_network(lite0, judge):
+    cat, scream = resize(load_image("cat"), 96), resize(load_image("scream"), 96)
+    image, history = style_transfer(lite0.model, cat, scream, style_layers=lite0.info.style_layers,
+                                    content_layers=lite0.info.content_layers, steps=60)
+    layers = judge.info.style_layers
+    before = style_distance(judge.model, cat, scream, layers=layers)
+    after = style_distance(judge.model, image, scream, layers=layers)
+    assert after < 0.6 * before, "Lite2, which took no part, must see at least 40 % of the style gap closed"
+    cat_class = lite0.model(cat).argmax(dim=1)
+    rank, _ = class_rank(lite0.model, image, cat_class)
+    assert rank.item() <= 5, "the photo's class stays in the top 5"
+    assert image.shape == cat.shape and image.min() >= 0 and image.max() <= 1 and not image.requires_grad
+    assert history["style"][-1] < 0.2 * history["style"][0]
+    assert len(history["loss"]) == len(history["seconds"]) >= 60
+
+
+def test_texture_synthesis_matches_a_grey_exemplar_with_a_grey_image(lite0, judge):
+    brick = resize(load_image("brick"), 48)
+    image, history = synthesize_texture(lite0.model, brick, size=48, style_layers=lite0.info.style_layers, steps=40,
+                                        octaves=2, generator=torch.Generator().manual_seed(0))
+    assert image.shape == (1, 3, 48, 48) and torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])
+    assert history["style"][-1] < 0.05 * history["style"][0]
+    assert history["seconds"] == sorted(history["seconds"]), "the second octave's clock goes on"
+    noise = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    d = style_distance(judge.model, torch.cat([image, noise]), brick, layers=judge.info.style_layers)
+    assert d[0] < 0.3 * d[1], "the judge finds the texture far closer to the exemplar than noise"
+
+
+def test_results_are_seeded_and_the_optimizers_lower_the_loss(generator):
+    model = tiny_model(generator)
+    content, style = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    a, _ = run(model, content, style, init="noise", generator=torch.Generator().manual_seed(3))
+    b, _ = run(model, content, style, init="noise", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    for optimizer, pixels in (("lbfgs", True), ("lbfgs", False), ("adam", True)):
+        _, history = run(model, content, style, optimizer=optimizer, pixels=pixels, steps=10, content_weight=0.0)
+        assert history["loss"][-1] < 0.5 * history["loss"][0], optimizer
+    done = []
+    run(model, content, style, steps=5, clamp_every=2, callback=lambda step, image: done.append((step, image.shape)))
+    assert done == [(2, content.shape), (4, content.shape), (5, content.shape)]
+
+
+def test_content_weight_zero_and_large(generator):
+    model = tiny_model(generator)
+    content, style = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    free, _ = run(model, content, style, content_weight=0.0, steps=10)
+    held, _ = run(model, content, style, content_weight=1e4, steps=10)
+    assert (held - content).abs().mean() < (free - content).abs().mean()
+
+
+def test_model_inputs_and_gradients_are_left_alone(generator):
+    model = mixed_mode(tiny_model(generator))
+    content, style = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    before = snapshot(model, content, style)
+    run(model, content, style)
+    synthesize_texture(model, style, size=16, style_layers=LAYERS, steps=2)
+    assert_unchanged(before, snapshot(model, content, style))
+    with torch.inference_mode():
+        image, _ = run(model, content, style)
+    assert image.shape == content.shape
+    with pytest.raises(ValueError):
+        run(model, content, style, style_layers=["net.1", "nope"])
+    assert_unchanged(before, snapshot(model, content, style))
+    assert hooks(model) == 0
+
+
+def test_bad_inputs_get_clear_errors(generator):
+    model = tiny_model(generator)
+    content, style = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    with pytest.raises(ValueError, match=r"style must have 3 channels.*grayscale"):
+        run(model, content, style[:, :1])
+    with pytest.raises(ValueError, match=r"style must have 3 channels.*RGBA"):
+        run(model, content, torch.cat([style, style[:, :1]], dim=1))
+    with pytest.raises(ValueError, match="style must be one image"):
+        run(model, content, torch.cat([style, style]))
+    with pytest.raises(ValueError, match=r"content of 2x2 px is too small for layer 'net.3'"):
+        run(model, content[..., :2, :2], style, upsample=1)
+    with pytest.raises(ValueError, match=r"'net.33' is not a submodule"):
+        run(model, content, style, content_layers=["net.33"])
+    with pytest.raises(ValueError, match="optimizer must be one of 'lbfgs', 'adam'"):
+        run(model, content, style, optimizer="sgd")
+    with pytest.raises(ValueError, match="init must be one of"):
+        run(model, content, style, init="zeros")
+    with pytest.raises(ValueError, match="steps must be an int"):
+        run(model, content, style, steps=0)
+    with pytest.raises(ValueError, match="content_weight must be >= 0"):
+        run(model, content, style, content_weight=-1.0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        run(model, content, style, generator=42)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        synthesize_texture(model, style, size=0, style_layers=LAYERS)
+    with pytest.raises(ValueError, match=r"size of 1x1 px is too small"):
+        synthesize_texture(model, style, size=4, octaves=3, style_layers=LAYERS, upsample=1)
