@@ -1,0 +1,403 @@
+"""Transfer learning: reuse a pretrained CNN as a feature extractor, or fine-tune some or all of its layers.
+
+Used by notebook 07. Where the pretrained models themselves come from (torchvision, timm, Hugging Face,
+OpenMMLab) is :mod:`cnn_helpers.sources`.
+
+* :func:`extract_features`: what a layer computes (or receives), pooled to ``(N, D)`` or as it is, in batches.
+* :func:`prepare`: a copy of a pretrained classifier with a new head and exactly the intended parameters
+  trainable: ``"linear"`` (frozen body), ``"partial"`` (upper layers from ``trainable_from``), ``"full"``,
+  ``"scratch"`` (same architecture, random weights). Frozen layers are put in eval mode (a frozen batch
+  norm keeps its statistics while the rest trains).
+* :func:`upper_part`: the layers from ``trainable_from`` to the output as a module of their own, so that
+  the frozen part runs once (cached features) instead of at every step: exact, and checked.
+* :func:`train_classifier` (one wrapper around :func:`cnn_helpers.training.fit`), :func:`linear_probe`,
+  and the data helpers :func:`stratified_split`, :func:`to_rgb`.
+
+Reference: Yosinski et al., "How transferable are features in deep neural networks?", NeurIPS 2014;
+Kornblith et al., "Do Better ImageNet Models Transfer Better?", CVPR 2019.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import (batch_size_for, check_bool, check_choice, check_float, check_generator, check_int, check_layer,
+                     check_layers, check_model, evaluating, model_device)
+from .training import Transform, check_data, evaluate, fit
+
+__all__ = ["STRATEGIES", "Curves", "extract_features", "last_linear", "prepare", "next_layer", "upper_part", "train_classifier",
+           "linear_probe", "accuracy", "stratified_split", "to_rgb"]
+
+STRATEGIES = ("linear", "partial", "full", "scratch")
+
+
+# ------------------------------------------------------------------------------------------------ features
+
+def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Sequence[str] | None = None,
+                     pool: bool | Sequence[str] = True, inputs: bool = False,
+                     batch_size: int | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+    """What a layer of ``model`` computes for each image, in eval mode, batched, without gradients.
+
+    Args:
+        model: Any ``nn.Module`` (left exactly as it was: modes, hooks, parameters).
+        images: (N, C, H, W) float input of the model.
+        layer: A submodule name, a list of names (one pass for all), or None: the input of the last
+            ``nn.Linear`` (the penultimate features that the classifier head sees). Default: None.
+        pool: Average each (N, C, h, w) map over its positions to (N, C): True (all), False (none) or the
+            names of the layers to pool (the others come back whole). Default: True.
+        inputs: Take what the layer *receives* instead of what it returns (the input of ``trainable_from``
+            is what the frozen part of a model hands to the trainable part). Default: False.
+        batch_size: Images per forward pass. Default: 32 images of 224 x 224 pixels, more when smaller.
+
+    Returns:
+        (N, D) features (or the unpooled (N, ...) tensor), detached, on the images' device; a dict
+        name -> tensor when ``layer`` is a list.
+
+    Example:
+        >>> feats = extract_features(pre.model, images)                     # (N, 1280) for EfficientNet-Lite0
+    """
+    check_model(model)
+    _check_inputs(images)
+    check_bool(inputs, "inputs")
+    names = [last_linear(model)] if layer is None else check_layers(model, layer, "layer")
+    if isinstance(pool, bool):
+        pool = names if pool else []
+    elif not isinstance(pool, (list, tuple, set)) or not set(pool) <= set(names):
+        raise ValueError(f"pool must be True, False or a list of names from layer={names}; got {pool!r}")
+    inputs = inputs or layer is None
+    batch_size = batch_size_for(images, 32) if batch_size is None else check_int(batch_size, "batch_size")
+    modules, found = dict(model.named_modules()), {name: [] for name in names}
+
+    def keep(name: str):
+        def hook(module, args, output=None):
+            value = args[0] if inputs else output
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"layer {name!r} {'receives' if inputs else 'returns'} {type(value).__name__}, not a tensor")
+            found[name].append(value.mean(dim=(2, 3)) if name in pool and value.ndim == 4 else value.detach().clone())
+        return hook
+
+    handles = [modules[n].register_forward_pre_hook(keep(n)) if inputs else modules[n].register_forward_hook(keep(n))
+               for n in names]
+    device = model_device(model)
+    try:
+        with evaluating(model), torch.no_grad():
+            for chunk in images.split(batch_size):
+                model(chunk.to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = {n: torch.cat(v).to(images.device) for n, v in found.items()}
+    return out if isinstance(layer, (list, tuple)) else out[names[0]]
+
+
+def _check_inputs(images: object) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point() or not len(images):
+        raise ValueError(f"images must be a non-empty float tensor (N, C, H, W), got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+
+
+def last_linear(model: nn.Module) -> str:
+    """The name of the last ``nn.Linear`` of ``model`` (the classifier head of every registry model)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ValueError("model has no nn.Linear layer: name the head (head=...) or the layer (layer=...)")
+    return names[-1]
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+def _seed_from(generator: torch.Generator | None) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+def prepare(model: nn.Module, num_classes: int, *, strategy: str, trainable_from: str | None = None,
+            head: str | None = None, generator: torch.Generator | None = None) -> nn.Module:
+    """A copy of a pretrained classifier, ready to be trained on a new task with ``num_classes`` classes.
+
+    Args:
+        model: The pretrained classifier; never changed (the copy has its own parameters).
+        num_classes: Classes of the new task; the head becomes a fresh ``nn.Linear(D, num_classes)``.
+        strategy: ``"linear"`` (only the new head trains), ``"partial"`` (``trainable_from`` and every layer
+            registered after it train), ``"full"`` (everything trains), ``"scratch"`` (everything trains,
+            starting from random weights: the architecture without the pretraining).
+        trainable_from: First trainable layer, for ``"partial"`` only (e.g. a late stage of ``pre.info.stages``).
+        head: Name of the classifier layer. Default: the last ``nn.Linear`` (``pre.info.head``).
+        generator: Seeds the new head (and, for ``"scratch"``, every layer).
+
+    Returns:
+        The new model in training mode, ``requires_grad`` set exactly as the strategy says, frozen modules
+        in eval mode. Batch norm keeps its pretrained statistics (eval mode; where trainable, its scale and
+        shift still learn): with a few small batches, fresh statistics would not match at test time.
+        ``"scratch"`` trains them, with momentum 0.1.
+
+    Example:
+        >>> net = prepare(pre.model, 10, strategy="partial", trainable_from="net._blocks.11")
+    """
+    check_model(model)
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
+    strategy, generator = check_choice(strategy, "strategy", STRATEGIES), check_generator(generator)
+    if (strategy == "partial") != (trainable_from is not None):
+        raise ValueError("trainable_from names the first trainable layer of strategy='partial' (and only there); "
+                         f"got strategy={strategy!r}, trainable_from={trainable_from!r}")
+    head = last_linear(model) if head is None else head
+    if not isinstance(check_layer(model, head), nn.Linear):
+        raise ValueError(f"head {head!r} must be an nn.Linear, got {type(model.get_submodule(head)).__name__}")
+    if trainable_from is not None:
+        check_layer(model, trainable_from)
+    new = copy.deepcopy(model)
+    old = new.get_submodule(head)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_from(generator))
+        if strategy == "scratch":
+            for module in new.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()  # batch norm: also its running statistics
+        fresh = nn.Linear(old.in_features, num_classes).to(device=old.weight.device, dtype=old.weight.dtype)
+    parent, _, leaf = head.rpartition(".")
+    setattr(new.get_submodule(parent) if parent else new, leaf, fresh)
+    first = {"linear": head, "partial": trainable_from}.get(strategy)
+    _freeze_before(new, first, fresh=strategy == "scratch")
+    return new
+
+
+def _freeze_before(model: nn.Module, first: str | None, *, fresh: bool) -> None:
+    """Train mode; modules registered before ``first`` (not its ancestors) frozen; batch-norm statistics kept."""
+    model.train()
+    model.requires_grad_(True)
+    ancestors = set() if first is None else {first.rsplit(".", i)[0] for i in range(1, first.count(".") + 1)} | {""}
+    frozen = first is not None
+    for name, module in model.named_modules():
+        frozen = frozen and name != first
+        if frozen and name not in ancestors:
+            module.eval()
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(False)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if fresh:
+                module.momentum = 0.1  # random weights: statistics must follow quickly
+            else:
+                module.eval()  # pretrained statistics kept; scale and shift still train where trainable
+
+
+# ------------------------------------------------------------------------------------------------ upper part
+
+class _Chain(nn.Module):
+    """Modules applied in order; a map is flattened before a part made of fully-connected layers only."""
+
+    def __init__(self, parts: list[tuple[str, nn.Module]]):
+        super().__init__()
+        self.parts = nn.ModuleList(m for _, m in parts)
+        kinds = [[type(m) for m in part.modules()] for part in self.parts]
+        self.dense = [nn.Linear in k and not any(issubclass(t, (nn.modules.conv._ConvNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+                      nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd)) for t in k) for k in kinds]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for part, dense in zip(self.parts, self.dense):
+            x = part(x.flatten(1) if dense and x.ndim > 2 else x)
+        return x
+
+
+def _chain_from(model: nn.Module, layer: str, *, inclusive: bool) -> list[tuple[str, nn.Module]]:
+    """``layer`` (if inclusive) and the modules after it, in registration order, up through its ancestors."""
+    check_layer(model, layer)
+    path, parts = layer.split("."), []
+    for depth in range(len(path), 0, -1):
+        prefix = ".".join(path[:depth - 1])
+        parent = model.get_submodule(prefix)
+        children = list(parent._modules)
+        start = children.index(path[depth - 1]) + (depth < len(path) or not inclusive)
+        parts += [(f"{prefix}.{c}".lstrip("."), parent._modules[c]) for c in children[start:] if parent._modules[c] is not None]
+    return parts
+
+
+def next_layer(model: nn.Module, layer: str) -> str:
+    """The module that receives ``layer``'s output in a chain-like net (the first trainable layer above a frozen one).
+
+    Example:
+        >>> next_layer(pre.model, "net.layer3")   # 'net.layer4' for a ResNet
+    """
+    parts = _chain_from(model, layer, inclusive=False)
+    if not parts:
+        raise ValueError(f"layer {layer!r} is the last layer of the model: nothing comes after it")
+    return parts[0][0]
+
+
+def upper_part(model: nn.Module, layer: str, *, example: torch.Tensor) -> nn.Module:
+    """``layer`` and everything after it, as a module that maps what ``layer`` receives to the model's output.
+
+    It shares its parameters with ``model``: training it trains the model's upper layers, while the frozen
+    lower part runs once (``extract_features(model, x, layer=layer, pool=False, inputs=True)``). Works for
+    nets whose forward calls their children in registration order (every registry model); checked on
+    ``example``, ValueError otherwise.
+
+    Args:
+        model: The classifier (e.g. what :func:`prepare` returned). layer: First layer of the upper part.
+        example: A few (N, C, H, W) inputs of ``model`` for the check.
+
+    Returns:
+        An ``nn.Module``: (N, ...) input of ``layer`` -> (N, classes) logits, equal to ``model``'s.
+    """
+    check_model(model)
+    upper = _Chain(_chain_from(model, layer, inclusive=True))
+    hidden = extract_features(model, example, layer=layer, pool=False, inputs=True)
+    with evaluating(model), torch.no_grad():
+        expected = model(example.to(model_device(model)))
+        try:
+            got = upper(hidden.to(model_device(model)))
+        except RuntimeError:  # shapes that do not fit: the same verdict as different values
+            got = None
+    scale = float(expected.abs().max())
+    if got is None or got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * scale + 1e-6):
+        raise ValueError(f"the layers from {layer!r} on do not compute the model's output when called in order "
+                         "(its forward does more than call its children); train the whole model instead")
+    return upper
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+@dataclass
+class Curves:
+    """Per-epoch train/val loss and accuracy of :func:`train_classifier` (eval mode, whole sets)."""
+
+    epochs: list[int]
+    train_loss: list[float]
+    train_accuracy: list[float]
+    val_loss: list[float]
+    val_accuracy: list[float]
+
+
+def _as_maps(x: torch.Tensor) -> torch.Tensor:
+    return x[:, :, None, None] if isinstance(x, torch.Tensor) and x.ndim == 2 else x  # fit trains on (N, C, H, W)
+
+
+def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+                     val: tuple[torch.Tensor, torch.Tensor] | None = None, *, epochs: int, lr: float = 0.01,
+                     batch_size: int = 32, optimizer: str = "sgd", weight_decay: float = 1e-4,
+                     transform: Transform | None = None, every: int | None = 1,
+                     generator: torch.Generator | None = None, progress: bool = False) -> Curves:
+    """Train ``model`` in place for ``epochs`` epochs with :func:`cnn_helpers.training.fit`; record every epoch.
+
+    Args:
+        model: A classifier; only parameters with ``requires_grad`` change (see :func:`prepare`).
+        train, val: ``(inputs, labels)``: images (N, C, H, W) or cached features (N, D) or (N, C, h, w),
+            labels (N,) int64. ``val`` is optional.
+        epochs: Passes over the training set (the last incomplete mini-batch of each is dropped).
+        lr, batch_size, optimizer, weight_decay: Peak learning rate (warm-up, then cosine), mini-batch size
+            (capped at N), ``"sgd"`` (momentum 0.9) or ``"adam"``, L2 penalty. Defaults: 0.01, 32, sgd, 1e-4.
+        transform: ``transform(x, y) -> x`` on every mini-batch (augmentation). Default: None.
+        every: Evaluate the whole sets every ``every`` epochs (and after the last); None: only after the last
+            (evaluating costs a forward pass over both sets). Default: 1.
+        generator: Seeds the mini-batch order. progress: tqdm bar (notebooks pass ``not FAST``).
+
+    Returns:
+        :class:`Curves` with one entry per epoch.
+
+    Example:
+        >>> curves = train_classifier(net, (x, y), (x_val, y_val), epochs=10, generator=g)
+    """
+    x, y = _as_maps(train[0]), train[1]
+    check_data(x, y, "train inputs")
+    val = None if val is None else (_as_maps(val[0]), val[1])
+    epochs = check_int(epochs, "epochs")
+    batch_size = min(check_int(batch_size, "batch_size"), len(x))
+    per_epoch, steps = len(x) // batch_size, epochs * (len(x) // batch_size)
+    every = steps if every is None else per_epoch * check_int(every, "every")
+    history = fit(model, x, y, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer,
+                  weight_decay=weight_decay, warmup=max(1, min(20, steps // 10)), val=val,
+                  eval_every=every, transform=transform, generator=generator, progress=progress)
+    return Curves(epochs=[s // per_epoch for s in history.eval_steps], train_loss=history.train_loss,
+                  train_accuracy=[1 - e for e in history.train_error], val_loss=history.val_loss,
+                  val_accuracy=[1 - e for e in history.val_error])
+
+
+def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of ``inputs`` (images, or cached features) that ``model`` classifies correctly, in eval mode."""
+    return 1.0 - evaluate(model, _as_maps(inputs), labels)[0]
+
+
+class _Standardize(nn.Module):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) - self.mean) / self.std
+
+
+def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None = None, *,
+                 epochs: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
+                 generator: torch.Generator | None = None) -> tuple[nn.Module, Curves]:
+    """A linear classifier (logistic regression) on fixed features, standardized with the training set's statistics.
+
+    Args:
+        train, val: ``(features (N, D), labels (N,))``; the number of classes is ``labels.max() + 1``.
+        epochs, lr, weight_decay: AdamW on full-batch-sized mini-batches (at most 256). Defaults: 100, 0.01, 1e-3.
+        generator: Seeds the classifier's initial weights and the mini-batch order.
+
+    Returns:
+        ``(probe, curves)``: the trained ``nn.Module`` ((N, D) -> logits) and its :class:`Curves`.
+
+    Reference: Alain & Bengio, "Understanding intermediate layers using linear classifier probes", 2016.
+    """
+    feats, labels = train
+    if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
+        raise ValueError(f"train features must be a (N, D) tensor, got {tuple(getattr(feats, 'shape', ()))}")
+    mean, std = feats.mean(0), feats.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature stays 0 after centring
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_from(generator))
+        linear = nn.Linear(feats.shape[1], int(labels.max()) + 1)
+    probe = nn.Sequential(_Standardize(mean, std), linear).to(feats.device)
+    curves = train_classifier(probe, train, val, epochs=epochs, lr=lr, batch_size=min(256, len(feats)),
+                              optimizer="adam", weight_decay=weight_decay, generator=generator)
+    return probe, curves
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def stratified_split(labels: torch.Tensor, per_class: Sequence[int], *,
+                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Disjoint random index sets with exactly ``per_class[i]`` examples of every class in set ``i``.
+
+    Args:
+        labels: (N,) int64 class labels.
+        per_class: How many examples of each class go into each set (their sum must not exceed the
+            smallest class).
+        generator: Seeds the draw (same generator state, same split).
+
+    Returns:
+        One (k * per_class[i],) int64 index tensor per set, sorted.
+
+    Example:
+        >>> test, val, pool = stratified_split(labels, [100, 20, 380], generator=torch.Generator().manual_seed(0))
+    """
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be a (N,) int64 tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    counts = [check_int(n, "per_class entries", minimum=0) for n in per_class]
+    generator = check_generator(generator)
+    sets: list[list[torch.Tensor]] = [[] for _ in counts]
+    for cls in labels.unique():
+        members = (labels == cls).nonzero()[:, 0]
+        if sum(counts) > len(members):
+            raise ValueError(f"per_class asks for {sum(counts)} examples of class {cls.item()}, which has {len(members)}")
+        order = members[torch.randperm(len(members), generator=generator)]
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        for i, (start, n) in enumerate(zip(starts, counts)):
+            sets[i].append(order[start:start + n])
+    return [torch.cat(s).sort().values for s in sets]
+
+
+def to_rgb(images: torch.Tensor, *, size: int) -> torch.Tensor:
+    """(N, 1 or 3, H, W) images in [0, 1] -> (N, 3, size, size): resized (bilinear, antialiased), grey copied to RGB."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, 1 or 3, H, W), got {tuple(getattr(images, 'shape', ()))}")
+    size = check_int(size, "size")
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()

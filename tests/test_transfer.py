@@ -1,0 +1,218 @@
+"""Transfer learning helpers: features, strategies (exact requires_grad), the cached upper part, training."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from cnn_helpers.data import load_mnist
+from cnn_helpers.models import ImageClassifier, Normalize, load_pretrained
+from cnn_helpers.transfer import (Curves, accuracy, extract_features, last_linear, linear_probe, next_layer, prepare,
+                                  stratified_split, to_rgb, train_classifier, upper_part)
+from helpers import assert_unchanged, mixed_mode, randomize_batch_norm, snapshot
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_pretrained("efficientnet_lite0")
+
+
+def resnet18(generator=None) -> ImageClassifier:
+    torch.manual_seed(0)
+    model = ImageClassifier(torchvision.models.resnet18(), Normalize((0.5,) * 3, (0.25,) * 3)).eval()
+    randomize_batch_norm(model, generator or torch.Generator().manual_seed(0))
+    return model
+
+
+def trainable(model):
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+# ------------------------------------------------------------------------------------------------ features
+
+def test_penultimate_features_are_what_the_head_sees(generator):
+    model = resnet18()
+    x = torch.rand(5, 3, 32, 32, generator=generator)
+    feats = extract_features(model, x, batch_size=2)
+    assert feats.shape == (5, 512) and not feats.requires_grad
+    torch.testing.assert_close(model.net.fc(feats), model(x))  # the head applied to them gives the logits
+    by_name = extract_features(model, x, layer="net.avgpool")
+    torch.testing.assert_close(by_name, feats)  # pooled (N, 512, 1, 1) -> (N, 512)
+
+
+def test_several_layers_in_one_pass_pooled_or_whole(generator):
+    model = resnet18()
+    x = torch.rand(3, 3, 32, 32, generator=generator)
+    out = extract_features(model, x, layer=["net.layer1", "net.layer3"], pool=["net.layer1"])
+    assert out["net.layer1"].shape == (3, 64) and out["net.layer3"].shape == (3, 256, 2, 2)
+    whole = model.net.layer1(model.net.maxpool(model.net.relu(model.net.bn1(model.net.conv1(model.normalize(x))))))
+    torch.testing.assert_close(out["net.layer1"], whole.mean(dim=(2, 3)))
+    received = extract_features(model, x, layer="net.layer4", pool=False, inputs=True)
+    torch.testing.assert_close(received, out["net.layer3"])
+
+
+def test_extract_features_leaves_the_model_alone(generator):
+    model = mixed_mode(resnet18())
+    x = torch.rand(2, 3, 32, 32, generator=generator)
+    before = snapshot(model, x)
+    extract_features(model, x, layer=["net.layer2", "net.fc"])
+    assert_unchanged(before, snapshot(model, x))
+    with pytest.raises(ValueError, match="not a submodule"):
+        extract_features(model, x, layer="net.layer9")
+    assert_unchanged(before, snapshot(model, x))
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+@pytest.mark.parametrize("strategy", ["linear", "partial", "full", "scratch"])
+def test_strategies_set_exactly_the_intended_requires_grad(strategy, lite0, generator):
+    before = snapshot(lite0.model)
+    net = prepare(lite0.model, 7, strategy=strategy, generator=generator,
+                  trainable_from="net._blocks.11" if strategy == "partial" else None)
+    assert_unchanged(before, snapshot(lite0.model))  # the pretrained model is untouched
+    names = {n for n, _ in net.named_parameters()}
+    expected = {
+        "linear": {"net._fc.weight", "net._fc.bias"},
+        "partial": {n for n in names if n.startswith(("net._blocks.1", "net._conv_head", "net._bn1", "net._fc"))
+                    and not n.startswith("net._blocks.1.") and not n.startswith("net._blocks.10.")},
+        "full": names, "scratch": names,
+    }[strategy]
+    assert trainable(net) == expected
+    assert net.net._fc.out_features == 7 and net.training
+    bn_modes = {m.training for m in net.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert bn_modes == ({True} if strategy == "scratch" else {False})  # pretrained statistics are kept
+    same = torch.equal(net.net._conv_stem.weight, lite0.model.net._conv_stem.weight)
+    assert same == (strategy != "scratch")
+    assert net.net._fc.weight.data_ptr() != lite0.model.net._fc.weight.data_ptr()
+
+
+def test_prepare_works_on_a_torchvision_resnet_and_is_seeded():
+    model = resnet18()
+    a = prepare(model, 3, strategy="partial", trainable_from="net.layer4", generator=torch.Generator().manual_seed(1))
+    b = prepare(model, 3, strategy="partial", trainable_from="net.layer4", generator=torch.Generator().manual_seed(1))
+    assert trainable(a) == {n for n, _ in a.named_parameters() if n.startswith(("net.layer4.", "net.fc."))}
+    torch.testing.assert_close(a.net.fc.weight, b.net.fc.weight)
+    s1 = prepare(model, 3, strategy="scratch", generator=torch.Generator().manual_seed(1))
+    s2 = prepare(model, 3, strategy="scratch", generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(s1.net.conv1.weight, s2.net.conv1.weight)
+    assert not torch.equal(s1.net.conv1.weight, model.net.conv1.weight)
+
+
+def test_prepare_bad_arguments(lite0):
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        prepare(lite0.model, 10, strategy="frozen")
+    with pytest.raises(ValueError, match="trainable_from"):
+        prepare(lite0.model, 10, strategy="partial")
+    with pytest.raises(ValueError, match="trainable_from"):
+        prepare(lite0.model, 10, strategy="full", trainable_from="net._blocks.3")
+    with pytest.raises(ValueError, match="not a submodule"):
+        prepare(lite0.model, 10, strategy="partial", trainable_from="net.blocks.3")
+    with pytest.raises(ValueError, match="num_classes"):
+        prepare(lite0.model, 1, strategy="linear")
+    with pytest.raises(ValueError, match="must be an nn.Linear"):
+        prepare(lite0.model, 10, strategy="linear", head="net._conv_head")
+    with pytest.raises(TypeError, match="generator"):
+        prepare(lite0.model, 10, strategy="linear", generator=0)
+
+
+# ------------------------------------------------------------------------------------------------ upper part
+
+@pytest.mark.parametrize("layer", ["net._blocks.11", "net._conv_head", "net._fc"])
+def test_upper_part_on_cached_inputs_equals_the_model(layer, lite0, generator):
+    x = torch.rand(3, 3, 64, 64, generator=generator)
+    top = upper_part(lite0.model, layer, example=x[:2])
+    cached = extract_features(lite0.model, x, layer=layer, pool=False, inputs=True)
+    with torch.no_grad():
+        torch.testing.assert_close(top(cached), lite0.model(x), rtol=1e-4, atol=1e-4)
+    assert {id(p) for p in top.parameters()} <= {id(p) for p in lite0.model.parameters()}  # shared, not copied
+
+
+def test_next_layer_and_a_model_that_is_not_a_chain(generator):
+    model = resnet18()
+    assert next_layer(model, "net.layer3") == "net.layer4" and next_layer(model, "net.layer4.1") == "net.avgpool"
+    assert last_linear(model) == "net.fc"
+    with pytest.raises(ValueError, match="last layer"):
+        next_layer(model, "net.fc")
+
+    class TwoPaths(nn.Module):  # forward is not "children in order"
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(self.a(x.flatten(1)) + x.flatten(1))
+
+    with pytest.raises(ValueError, match="do not compute the model's output"):
+        upper_part(TwoPaths(), "a", example=torch.rand(2, 4, 1, 1, generator=generator))
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+def separable(generator, n=40):
+    feats = torch.randn(n, 6, generator=generator)
+    labels = (feats[:, 0] + feats[:, 1] > 0).long()
+    return feats, labels
+
+
+def test_train_classifier_learns_and_a_seeded_run_reproduces(generator):
+    feats, labels = separable(generator)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+        curves = train_classifier(model, (feats, labels), (feats[:10], labels[:10]), epochs=20, lr=0.1, batch_size=8,
+                                  generator=torch.Generator().manual_seed(3))
+        results.append((curves, accuracy(model, feats, labels)))
+    (curves, acc), (again, acc2) = results
+    assert isinstance(curves, Curves) and curves.epochs == list(range(1, 21))
+    assert len(curves.train_loss) == len(curves.val_accuracy) == 20
+    assert acc == acc2 and curves.train_loss == again.train_loss  # same seed, same run
+    assert acc >= 0.95 and curves.train_loss[-1] < curves.train_loss[0]
+
+
+def test_train_classifier_trains_only_the_trainable_part(lite0, generator):
+    net = prepare(lite0.model, 3, strategy="linear", generator=generator)
+    before = {n: p.clone() for n, p in net.named_parameters()}
+    stats = {n: b.clone() for n, b in net.named_buffers()}
+    x, y = torch.rand(6, 3, 32, 32, generator=generator), torch.tensor([0, 1, 2, 0, 1, 2])
+    train_classifier(net, (x, y), epochs=2, batch_size=3, generator=generator)
+    changed = {n for n, p in net.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"net._fc.weight", "net._fc.bias"}
+    assert all(torch.equal(b, stats[n]) for n, b in net.named_buffers())  # frozen batch norm kept its statistics
+
+
+def test_linear_probe_features_beat_pixels_with_10_labels_per_class(lite0):
+    """ImageNet features from a late stage of EfficientNet-Lite0 separate MNIST digits better than raw pixels."""
+    digits, labels = load_mnist(standardize=False)
+    test, train = stratified_split(labels, [30, 10], generator=torch.Generator().manual_seed(0))
+    images = to_rgb(digits, size=64)
+    layer = lite0.info.stages[-3]
+    feats = extract_features(lite0.model, images[torch.cat([train, test])], layer=layer)
+    f_train, f_test = feats[:len(train)], feats[len(train):]
+    probe, _ = linear_probe((f_train, labels[train]), generator=torch.Generator().manual_seed(0))
+    pixels, _ = linear_probe((digits[train].flatten(1), labels[train]), generator=torch.Generator().manual_seed(0))
+    on_features, on_pixels = accuracy(probe, f_test, labels[test]), accuracy(pixels, digits[test].flatten(1), labels[test])
+    assert on_features > on_pixels + 0.05, (on_features, on_pixels)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def test_stratified_split_is_disjoint_balanced_and_seeded():
+    labels = torch.arange(3).repeat_interleave(10)
+    a, b = stratified_split(labels, [2, 5], generator=torch.Generator().manual_seed(0))
+    again = stratified_split(labels, [2, 5], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, again[0]) and torch.equal(b, again[1])
+    assert not set(a.tolist()) & set(b.tolist())
+    assert torch.bincount(labels[a]).tolist() == [2, 2, 2] and torch.bincount(labels[b]).tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match="has 10"):
+        stratified_split(labels, [6, 5])
+    with pytest.raises(ValueError, match="int64"):
+        stratified_split(labels.float(), [1])
+
+
+def test_to_rgb():
+    grey = torch.rand(2, 1, 28, 28)
+    out = to_rgb(grey, size=32)
+    assert out.shape == (2, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2]) and 0 <= out.min() and out.max() <= 1
+    with pytest.raises(ValueError, match="images must be"):
+        to_rgb(torch.rand(2, 28, 28), size=32)
