@@ -10,8 +10,9 @@ OpenMMLab) is :mod:`cnn_helpers.sources`.
   norm keeps its statistics while the rest trains).
 * :func:`upper_part`: the layers from ``trainable_from`` to the output as a module of their own, so that
   the frozen part runs once (cached features) instead of at every step: exact, and checked.
-* :func:`train_classifier` (one wrapper around :func:`cnn_helpers.training.fit`), :func:`linear_probe`,
-  and the data helpers :func:`stratified_split`, :func:`to_rgb`.
+
+Training them (:func:`train_classifier`, :func:`linear_probe`) and the data helpers live in
+:mod:`cnn_helpers.transfer_training`.
 
 Reference: Yosinski et al., "How transferable are features in deep neural networks?", NeurIPS 2014;
 Kornblith et al., "Do Better ImageNet Models Transfer Better?", CVPR 2019.
@@ -20,19 +21,15 @@ Kornblith et al., "Do Better ImageNet Models Transfer Better?", CVPR 2019.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .checks import (batch_size_for, check_bool, check_choice, check_float, check_generator, check_int, check_layer,
-                     check_layers, check_model, evaluating, model_device)
-from .training import Transform, check_data, evaluate, fit
+from .checks import (batch_size_for, check_bool, check_choice, check_generator, check_int, check_layer, check_layers,
+                     check_model, evaluating, model_device)
 
-__all__ = ["STRATEGIES", "Curves", "extract_features", "last_linear", "prepare", "next_layer", "upper_part", "train_classifier",
-           "linear_probe", "accuracy", "stratified_split", "to_rgb"]
+__all__ = ["STRATEGIES", "extract_features", "last_linear", "prepare", "next_layer", "upper_part", "seed_from"]
 
 STRATEGIES = ("linear", "partial", "full", "scratch")
 
@@ -112,7 +109,8 @@ def last_linear(model: nn.Module) -> str:
 
 # ------------------------------------------------------------------------------------------------ strategies
 
-def _seed_from(generator: torch.Generator | None) -> int:
+def seed_from(generator: torch.Generator | None) -> int:
+    """A seed drawn from ``generator``, for code that uses torch's global generator (layer initialization)."""
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
@@ -153,7 +151,7 @@ def prepare(model: nn.Module, num_classes: int, *, strategy: str, trainable_from
     new = copy.deepcopy(model)
     old = new.get_submodule(head)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_from(generator))
+        torch.manual_seed(seed_from(generator))
         if strategy == "scratch":
             for module in new.modules():
                 if hasattr(module, "reset_parameters"):
@@ -257,147 +255,3 @@ def upper_part(model: nn.Module, layer: str, *, example: torch.Tensor) -> nn.Mod
         raise ValueError(f"the layers from {layer!r} on do not compute the model's output when called in order "
                          "(its forward does more than call its children); train the whole model instead")
     return upper
-
-
-# ------------------------------------------------------------------------------------------------ training
-
-@dataclass
-class Curves:
-    """Per-epoch train/val loss and accuracy of :func:`train_classifier` (eval mode, whole sets)."""
-
-    epochs: list[int]
-    train_loss: list[float]
-    train_accuracy: list[float]
-    val_loss: list[float]
-    val_accuracy: list[float]
-
-
-def _as_maps(x: torch.Tensor) -> torch.Tensor:
-    return x[:, :, None, None] if isinstance(x, torch.Tensor) and x.ndim == 2 else x  # fit trains on (N, C, H, W)
-
-
-def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
-                     val: tuple[torch.Tensor, torch.Tensor] | None = None, *, epochs: int, lr: float = 0.01,
-                     batch_size: int = 32, optimizer: str = "sgd", weight_decay: float = 1e-4,
-                     transform: Transform | None = None, every: int | None = 1,
-                     generator: torch.Generator | None = None, progress: bool = False) -> Curves:
-    """Train ``model`` in place for ``epochs`` epochs with :func:`cnn_helpers.training.fit`; record every epoch.
-
-    Args:
-        model: A classifier; only parameters with ``requires_grad`` change (see :func:`prepare`).
-        train, val: ``(inputs, labels)``: images (N, C, H, W) or cached features (N, D) or (N, C, h, w),
-            labels (N,) int64. ``val`` is optional.
-        epochs: Passes over the training set (the last incomplete mini-batch of each is dropped).
-        lr, batch_size, optimizer, weight_decay: Peak learning rate (warm-up, then cosine), mini-batch size
-            (capped at N), ``"sgd"`` (momentum 0.9) or ``"adam"``, L2 penalty. Defaults: 0.01, 32, sgd, 1e-4.
-        transform: ``transform(x, y) -> x`` on every mini-batch (augmentation). Default: None.
-        every: Evaluate the whole sets every ``every`` epochs (and after the last); None: only after the last
-            (evaluating costs a forward pass over both sets). Default: 1.
-        generator: Seeds the mini-batch order. progress: tqdm bar (notebooks pass ``not FAST``).
-
-    Returns:
-        :class:`Curves` with one entry per epoch.
-
-    Example:
-        >>> curves = train_classifier(net, (x, y), (x_val, y_val), epochs=10, generator=g)
-    """
-    x, y = _as_maps(train[0]), train[1]
-    check_data(x, y, "train inputs")
-    val = None if val is None else (_as_maps(val[0]), val[1])
-    epochs = check_int(epochs, "epochs")
-    batch_size = min(check_int(batch_size, "batch_size"), len(x))
-    per_epoch, steps = len(x) // batch_size, epochs * (len(x) // batch_size)
-    every = steps if every is None else per_epoch * check_int(every, "every")
-    history = fit(model, x, y, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer,
-                  weight_decay=weight_decay, warmup=max(1, min(20, steps // 10)), val=val,
-                  eval_every=every, transform=transform, generator=generator, progress=progress)
-    return Curves(epochs=[s // per_epoch for s in history.eval_steps], train_loss=history.train_loss,
-                  train_accuracy=[1 - e for e in history.train_error], val_loss=history.val_loss,
-                  val_accuracy=[1 - e for e in history.val_error])
-
-
-def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of ``inputs`` (images, or cached features) that ``model`` classifies correctly, in eval mode."""
-    return 1.0 - evaluate(model, _as_maps(inputs), labels)[0]
-
-
-class _Standardize(nn.Module):
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.flatten(1) - self.mean) / self.std
-
-
-def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None = None, *,
-                 epochs: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
-                 generator: torch.Generator | None = None) -> tuple[nn.Module, Curves]:
-    """A linear classifier (logistic regression) on fixed features, standardized with the training set's statistics.
-
-    Args:
-        train, val: ``(features (N, D), labels (N,))``; the number of classes is ``labels.max() + 1``.
-        epochs, lr, weight_decay: AdamW on full-batch-sized mini-batches (at most 256). Defaults: 100, 0.01, 1e-3.
-        generator: Seeds the classifier's initial weights and the mini-batch order.
-
-    Returns:
-        ``(probe, curves)``: the trained ``nn.Module`` ((N, D) -> logits) and its :class:`Curves`.
-
-    Reference: Alain & Bengio, "Understanding intermediate layers using linear classifier probes", 2016.
-    """
-    feats, labels = train
-    if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
-        raise ValueError(f"train features must be a (N, D) tensor, got {tuple(getattr(feats, 'shape', ()))}")
-    mean, std = feats.mean(0), feats.std(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature stays 0 after centring
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_from(generator))
-        linear = nn.Linear(feats.shape[1], int(labels.max()) + 1)
-    probe = nn.Sequential(_Standardize(mean, std), linear).to(feats.device)
-    curves = train_classifier(probe, train, val, epochs=epochs, lr=lr, batch_size=min(256, len(feats)),
-                              optimizer="adam", weight_decay=weight_decay, generator=generator)
-    return probe, curves
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-def stratified_split(labels: torch.Tensor, per_class: Sequence[int], *,
-                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """Disjoint random index sets with exactly ``per_class[i]`` examples of every class in set ``i``.
-
-    Args:
-        labels: (N,) int64 class labels.
-        per_class: How many examples of each class go into each set (their sum must not exceed the
-            smallest class).
-        generator: Seeds the draw (same generator state, same split).
-
-    Returns:
-        One (k * per_class[i],) int64 index tensor per set, sorted.
-
-    Example:
-        >>> test, val, pool = stratified_split(labels, [100, 20, 380], generator=torch.Generator().manual_seed(0))
-    """
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype != torch.int64:
-        raise ValueError(f"labels must be a (N,) int64 tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
-    counts = [check_int(n, "per_class entries", minimum=0) for n in per_class]
-    generator = check_generator(generator)
-    sets: list[list[torch.Tensor]] = [[] for _ in counts]
-    for cls in labels.unique():
-        members = (labels == cls).nonzero()[:, 0]
-        if sum(counts) > len(members):
-            raise ValueError(f"per_class asks for {sum(counts)} examples of class {cls.item()}, which has {len(members)}")
-        order = members[torch.randperm(len(members), generator=generator)]
-        starts = [sum(counts[:i]) for i in range(len(counts))]
-        for i, (start, n) in enumerate(zip(starts, counts)):
-            sets[i].append(order[start:start + n])
-    return [torch.cat(s).sort().values for s in sets]
-
-
-def to_rgb(images: torch.Tensor, *, size: int) -> torch.Tensor:
-    """(N, 1 or 3, H, W) images in [0, 1] -> (N, 3, size, size): resized (bilinear, antialiased), grey copied to RGB."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, 1 or 3, H, W), got {tuple(getattr(images, 'shape', ()))}")
-    size = check_int(size, "size")
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()

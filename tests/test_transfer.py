@@ -1,14 +1,13 @@
-"""Transfer learning helpers: features, strategies (exact requires_grad), the cached upper part, training."""
+"""Transfer learning: features, strategies (exact requires_grad, the pretrained model untouched), the cached upper part."""
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from cnn_helpers.data import load_mnist
 from cnn_helpers.models import ImageClassifier, Normalize, load_pretrained
-from cnn_helpers.transfer import (Curves, accuracy, extract_features, last_linear, linear_probe, next_layer, prepare,
-                                  stratified_split, to_rgb, train_classifier, upper_part)
+from cnn_helpers.transfer import extract_features, last_linear, next_layer, prepare, upper_part
+from cnn_helpers.transfer_training import train_classifier
 from helpers import assert_unchanged, mixed_mode, randomize_batch_norm, snapshot
 
 
@@ -148,28 +147,6 @@ def test_next_layer_and_a_model_that_is_not_a_chain(generator):
 
 # ------------------------------------------------------------------------------------------------ training
 
-def separable(generator, n=40):
-    feats = torch.randn(n, 6, generator=generator)
-    labels = (feats[:, 0] + feats[:, 1] > 0).long()
-    return feats, labels
-
-
-def test_train_classifier_learns_and_a_seeded_run_reproduces(generator):
-    feats, labels = separable(generator)
-    results = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
-        curves = train_classifier(model, (feats, labels), (feats[:10], labels[:10]), epochs=20, lr=0.1, batch_size=8,
-                                  generator=torch.Generator().manual_seed(3))
-        results.append((curves, accuracy(model, feats, labels)))
-    (curves, acc), (again, acc2) = results
-    assert isinstance(curves, Curves) and curves.epochs == list(range(1, 21))
-    assert len(curves.train_loss) == len(curves.val_accuracy) == 20
-    assert acc == acc2 and curves.train_loss == again.train_loss  # same seed, same run
-    assert acc >= 0.95 and curves.train_loss[-1] < curves.train_loss[0]
-
-
 def test_train_classifier_trains_only_the_trainable_part(lite0, generator):
     net = prepare(lite0.model, 3, strategy="linear", generator=generator)
     before = {n: p.clone() for n, p in net.named_parameters()}
@@ -179,40 +156,3 @@ def test_train_classifier_trains_only_the_trainable_part(lite0, generator):
     changed = {n for n, p in net.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"net._fc.weight", "net._fc.bias"}
     assert all(torch.equal(b, stats[n]) for n, b in net.named_buffers())  # frozen batch norm kept its statistics
-
-
-def test_linear_probe_features_beat_pixels_with_10_labels_per_class(lite0):
-    """ImageNet features from a late stage of EfficientNet-Lite0 separate MNIST digits better than raw pixels."""
-    digits, labels = load_mnist(standardize=False)
-    test, train = stratified_split(labels, [30, 10], generator=torch.Generator().manual_seed(0))
-    images = to_rgb(digits, size=64)
-    layer = lite0.info.stages[-3]
-    feats = extract_features(lite0.model, images[torch.cat([train, test])], layer=layer)
-    f_train, f_test = feats[:len(train)], feats[len(train):]
-    probe, _ = linear_probe((f_train, labels[train]), generator=torch.Generator().manual_seed(0))
-    pixels, _ = linear_probe((digits[train].flatten(1), labels[train]), generator=torch.Generator().manual_seed(0))
-    on_features, on_pixels = accuracy(probe, f_test, labels[test]), accuracy(pixels, digits[test].flatten(1), labels[test])
-    assert on_features > on_pixels + 0.05, (on_features, on_pixels)
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-def test_stratified_split_is_disjoint_balanced_and_seeded():
-    labels = torch.arange(3).repeat_interleave(10)
-    a, b = stratified_split(labels, [2, 5], generator=torch.Generator().manual_seed(0))
-    again = stratified_split(labels, [2, 5], generator=torch.Generator().manual_seed(0))
-    assert torch.equal(a, again[0]) and torch.equal(b, again[1])
-    assert not set(a.tolist()) & set(b.tolist())
-    assert torch.bincount(labels[a]).tolist() == [2, 2, 2] and torch.bincount(labels[b]).tolist() == [5, 5, 5]
-    with pytest.raises(ValueError, match="has 10"):
-        stratified_split(labels, [6, 5])
-    with pytest.raises(ValueError, match="int64"):
-        stratified_split(labels.float(), [1])
-
-
-def test_to_rgb():
-    grey = torch.rand(2, 1, 28, 28)
-    out = to_rgb(grey, size=32)
-    assert out.shape == (2, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2]) and 0 <= out.min() and out.max() <= 1
-    with pytest.raises(ValueError, match="images must be"):
-        to_rgb(torch.rand(2, 28, 28), size=32)
