@@ -21,6 +21,16 @@ def separable(generator, n=40):
     return feats, labels
 
 
+def test_train_classifier_evaluates_every_few_epochs_or_only_at_the_end(generator):
+    feats, labels = separable(generator, n=32)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+    assert train_classifier(model, (feats, labels), epochs=6, batch_size=8, every=2).epochs == [2, 4, 6]
+    only_end = train_classifier(model, (feats, labels), (feats, labels), epochs=3, batch_size=8, every=None)
+    assert only_end.epochs == [3] and len(only_end.val_accuracy) == 1
+    with pytest.raises(ValueError, match="labels must be"):
+        train_classifier(model, (feats, labels.float()), epochs=1)
+
+
 def test_train_classifier_learns_and_a_seeded_run_reproduces(generator):
     feats, labels = separable(generator)
     results = []
@@ -41,9 +51,8 @@ def test_linear_probe_features_beat_pixels_with_10_labels_per_class(lite0):
     """ImageNet features from a late stage of EfficientNet-Lite0 separate MNIST digits better than raw pixels."""
     digits, labels = load_mnist(standardize=False)
     test, train = stratified_split(labels, [30, 10], generator=torch.Generator().manual_seed(0))
-    images = to_rgb(digits, size=64)
     layer = lite0.info.stages[-3]
-    feats = extract_features(lite0.model, images[torch.cat([train, test])], layer=layer)
+    feats = extract_features(lite0.model, to_rgb(digits[torch.cat([train, test])], size=64), layer=layer)
     f_train, f_test = feats[:len(train)], feats[len(train):]
     probe, _ = linear_probe((f_train, labels[train]), generator=torch.Generator().manual_seed(0))
     pixels, _ = linear_probe((digits[train].flatten(1), labels[train]), generator=torch.Generator().manual_seed(0))
