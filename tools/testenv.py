@@ -2,8 +2,8 @@
 
     python tools/testenv.py COMMAND [ARG ...]     run COMMAND in the test environment
 
-Fast mode, offline, no network for any process of the run (tools/netblock), an empty torch hub cache
-(results never depend on which weights this machine happens to have), the course's own package first
+Fast mode, offline, no network for any process of the run (tools/netblock), empty torch hub and Hugging Face
+caches (results never depend on which weights this machine happens to have), the course's own package first
 on the path, no model forced, and a pinned number of threads: torch's default on a loaded 2-core machine
 oversubscribes the cores and makes training steps 10x slower. ``TEST_THREADS`` overrides the thread
 count (default: 2, or fewer on a machine with fewer cores).
@@ -25,11 +25,13 @@ def threads() -> str:
 
 def test_environment(root: Path = ROOT) -> dict[str, str]:
     """The variables the test run sets (each one replaces what the shell had)."""
-    (root / "build" / "torch-home").mkdir(parents=True, exist_ok=True)
+    for cache in ("torch-home", "hf-home"):
+        (root / "build" / cache).mkdir(parents=True, exist_ok=True)
     path = [str(root), str(root / "tools" / "netblock")]
     return {
         "CNN_FAST": "1", "CNN_OFFLINE": "1", "CNN_BLOCK_NETWORK": "1", "CNN_MODEL": "", "CNN_VERIFY_WEIGHTS": "",
         "CNN_DATA_DIR": "", "MPLBACKEND": "Agg", "TORCH_HOME": str(root / "build" / "torch-home"),
+        "HF_HOME": str(root / "build" / "hf-home"),
         "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": threads(), "MKL_NUM_THREADS": threads(),
         "PYTHONHASHSEED": "0", "TQDM_DISABLE": "1",
     }
