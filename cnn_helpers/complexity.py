@@ -1,4 +1,4 @@
-"""What a network costs: weight layers, parameters, multiply-accumulates (MACs), per layer.
+"""What a network costs: weight layers, parameters, multiply-accumulates (MACs) and time, per layer.
 
 Used by notebook 01 (architectures); re-exported by :mod:`cnn_helpers.architectures`.
 
@@ -7,12 +7,14 @@ multiply-add of convolutions and matrix products (``MACs = FLOPs / 2``) and noth
 pooling and batch norm. With 224 px inputs the totals equal torchvision's metadata, which calls the
 same number "GFLOPS" (``get_weight(...).meta["_ops"]``). The counting pass runs on the ``meta`` device:
 shapes and counts for any input size without allocating anything, also for models whose weights were
-never allocated (built on ``meta``).
+never allocated (built on ``meta``). :func:`layer_times` measures where a real forward pass spends its
+time, layer by layer (MACs predict time only roughly).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -21,9 +23,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .budget import check_memory, meta_forward, without_hooks
-from .checks import check_model, evaluating
+from .checks import check_int, check_model, evaluating
 
-__all__ = ["LayerRow", "count_weight_layers", "count_parameters", "count_macs", "layer_table"]
+__all__ = ["LayerRow", "count_weight_layers", "count_parameters", "count_macs", "layer_table", "layer_times"]
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 SHORTCUT_NAME = "downsample"  # torchvision's and cnn_helpers.resnet's name for projection shortcuts
@@ -31,7 +33,8 @@ SHORTCUT_NAME = "downsample"  # torchvision's and cnn_helpers.resnet's name for 
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One leaf module of a forward pass: ``receptive_field`` is in input pixels (None after global pooling)."""
+    """One leaf module of a forward pass: ``receptive_field`` is in input pixels (None after global pooling),
+    ``kernel_size`` the side of a convolution's or pooling's square window (None for other layers)."""
 
     name: str
     layer_type: str
@@ -39,6 +42,7 @@ class LayerRow:
     params: int
     macs: int
     receptive_field: int | None
+    kernel_size: int | None = None
 
 
 def _is_shortcut(name: str) -> bool:
@@ -206,5 +210,58 @@ def layer_table(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> li
         if not _is_shortcut(name):
             r, jump = _receptive_field_step(module, r, jump, tuple(in_shape[2:]), tuple(out_shape[2:]))
         params = sum(p.numel() for p in module.parameters())
-        rows[name] = LayerRow(name, type(module).__name__, tuple(out_shape), params, flops // 2, r)
+        kernel = _first(module.kernel_size) if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else None
+        rows[name] = LayerRow(name, type(module).__name__, tuple(out_shape), params, flops // 2, r, kernel)
     return list(rows.values())
+
+
+def layer_times(model: nn.Module, inputs: torch.Tensor, *, repeat: int = 3) -> dict[str, float]:
+    """Seconds each leaf module spends in a forward pass (median of ``repeat`` runs after one warm-up).
+
+    Each call is timed between a pre- and a post-hook (on CUDA with a synchronization in each, so the
+    kernels of one layer are not billed to the next). What happens outside leaf modules (ResNet's
+    residual additions, ``torch.flatten``) is not included: compare the sum with the whole pass.
+
+    Args:
+        model: Any module; run in eval mode without gradients; modes restored, hooks removed.
+        inputs: What ``model`` takes, e.g. (N, 3, H, W) normalized images, on the model's device.
+        repeat: Timed runs. Default: 3.
+
+    Returns:
+        ``{leaf module name: seconds}`` in the order of the forward pass (a module called several times:
+        the sum of its calls).
+    Example:
+        >>> times = layer_times(vgg19(), torch.rand(1, 3, 224, 224))
+    """
+    check_model(model)
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a tensor, got {type(inputs).__name__}")
+    repeat = check_int(repeat, "repeat")
+    sync = torch.cuda.synchronize if inputs.device.type == "cuda" else (lambda: None)
+    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    runs: list[dict[str, float]] = []
+    started: dict[str, float] = {}
+
+    def pre(name: str):
+        def hook(module: nn.Module, args: tuple) -> None:  # returning None keeps the arguments unchanged
+            sync()
+            started[name] = time.perf_counter()
+        return hook
+
+    def post(name: str):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            sync()
+            runs[-1][name] = runs[-1].get(name, 0.0) + time.perf_counter() - started[name]
+        return hook
+
+    handles = [m.register_forward_pre_hook(pre(n)) for n, m in leaves] + [m.register_forward_hook(post(n)) for n, m in leaves]
+    try:
+        with evaluating(model), torch.no_grad():
+            for _ in range(repeat + 1):  # the first run warms up (memory allocation, kernel selection)
+                runs.append({})
+                model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    timed = runs[1:]
+    return {name: sorted(run[name] for run in timed)[len(timed) // 2] for name in timed[0]}

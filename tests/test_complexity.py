@@ -6,7 +6,10 @@ import torchvision
 from torch import nn
 
 from cnn_helpers import architectures
-from cnn_helpers.complexity import count_macs, count_parameters, count_weight_layers, layer_table
+import time
+
+import helpers
+from cnn_helpers.complexity import count_macs, count_parameters, count_weight_layers, layer_table, layer_times
 
 # torchvision weight enum per model: its metadata gives num_params and "_ops" (GMACs, called GFLOPS)
 WEIGHTS = {
@@ -63,6 +66,7 @@ def test_hand_computed_tiny_network():
         ("0", "Conv2d", (1, 4, 5, 5), 112, 2700), ("1", "ReLU", (1, 4, 5, 5), 0, 0),
         ("2", "Flatten", (1, 100), 0, 0), ("3", "Linear", (1, 2), 202, 200)]
     assert [r.receptive_field for r in rows] == [3, 3, 3, None]
+    assert [r.kernel_size for r in rows] == [3, None, None, None]
 
 
 def test_functional_operations_count_in_the_total():
@@ -134,3 +138,31 @@ def test_parameters_shared_once_and_frozen_included():
     linear = nn.Linear(3, 2)  # 8 parameters
     model = nn.Sequential(linear, nn.ReLU(), linear, nn.Linear(2, 1).requires_grad_(False))  # + 3 frozen
     assert count_parameters(model) == 11
+
+
+class Sleep(nn.Module):
+    def forward(self, x):
+        time.sleep(0.02)
+        return x
+
+
+def test_layer_times_bills_each_leaf_module_and_leaves_the_model_as_found():
+    model = helpers.mixed_mode(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Sleep(), nn.ReLU()))
+    before = helpers.snapshot(model)
+    times = layer_times(model, torch.rand(1, 3, 8, 8), repeat=2)
+    assert list(times) == ["0", "1", "2", "3"] and all(t >= 0 for t in times.values())
+    assert times["2"] >= 0.02  # the sleeping layer is billed its own time
+    helpers.assert_unchanged(before, helpers.snapshot(model))
+
+
+def test_layer_times_sums_the_calls_of_a_shared_module_and_cleans_up_on_error():
+    sleep = Sleep()
+    assert layer_times(nn.Sequential(sleep, nn.Identity(), sleep), torch.rand(1), repeat=1)["0"] >= 0.04
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(7, 2)).train()
+    with pytest.raises(RuntimeError):
+        layer_times(model, torch.rand(1, 3, 8, 8))
+    assert model.training and helpers.hooks(model) == 0
+    with pytest.raises(TypeError, match="inputs"):
+        layer_times(model, [1.0])
+    with pytest.raises(ValueError, match="repeat"):
+        layer_times(model, torch.rand(1, 3, 8, 8), repeat=0)
