@@ -21,9 +21,13 @@ def test_seed_everything_rejects_bad_seed(seed):
 
 def test_get_device_cpu_and_forced(monkeypatch):
     monkeypatch.delenv("CNN_DEVICE", raising=False)
-    assert repro.get_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine: the default would be CUDA
+    assert repro.get_device().type == "cuda"
+    assert repro.get_device("cpu") == torch.device("cpu")          # asked for: the CPU all the same
     monkeypatch.setenv("CNN_DEVICE", "cpu")
-    assert repro.get_device() == torch.device("cpu")
+    assert repro.get_device() == torch.device("cpu")               # the switch wins over the GPU
+    monkeypatch.setenv("CNN_DEVICE", "meta")
+    assert repro.get_device() == torch.device("meta")              # a device that is never the default: the switch is read
 
 
 def test_get_device_refuses_missing_accelerator(monkeypatch):
