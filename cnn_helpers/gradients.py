@@ -1,11 +1,13 @@
-"""Per-layer gradient norms and the identity extension; training small nets under one budget.
+"""Per-layer gradient sizes and the identity extension; training small nets under one budget.
 
 Used by notebook 02 (residual learning and gradients), with the nets of ``cnn_helpers.smallnets``.
 
 * :func:`train` (the shared :func:`cnn_helpers.training.fit`) trains any classifier with the same
   optimizer and budget (SGD with momentum, linear warm-up then cosine decay, weight decay) and records
   training-error curves; :func:`training_error` is the error on a whole set, in eval mode.
-* :func:`gradient_norms` gives the weight-gradient norm of every convolution, in order.
+* :func:`gradient_norms` gives the size of every convolution's weight gradient, in order: by default
+  relative to the weight's own size (``|g| / |w|``, what one SGD step changes), comparable between
+  layers of different sizes.
 * :func:`identity_extension` builds a deeper plain net that computes exactly what a shallower
   one computes: the extra blocks are identities. A solution at the larger depth exists.
 """
@@ -19,12 +21,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_bool, check_class_indices, check_model, grad_enabled, restore_modes, restore_requires_grad
+from .checks import (check_bool, check_choice, check_class_indices, check_model, grad_enabled, restore_modes,
+                     restore_requires_grad)
 from .smallnets import SmallNet, blocks_for_depth, plain_net
 from .training import History, check_data, training_error, warmup_cosine
 from .training import fit as train
 
-__all__ = ["History", "train", "training_error", "gradient_norms", "identity_extension", "warmup_cosine"]
+__all__ = ["History", "train", "training_error", "gradient_norms", "identity_extension", "warmup_cosine", "MEASURES"]
+
+# |g| depends on how many weights a layer has (a 72-weight stem vs a 9,216-weight conv differ by ~11x even when
+# every weight gets the same gradient); the other two are per weight and can be compared between layers.
+MEASURES = {
+    "relative": lambda g, w: g.norm() / w.norm(),         # |g| / |w|: the fraction one SGD step (lr 1) changes w
+    "rms": lambda g, w: g.norm() / g.numel() ** 0.5,     # root-mean-square gradient per weight
+    "norm": lambda g, w: g.norm(),                        # the plain L2 norm (grows with the layer's size)
+}
 
 
 @contextmanager
@@ -43,26 +54,32 @@ def _probe_state(model: nn.Module, params: list[nn.Parameter], training: bool) -
                 b.copy_(buffers[name])
 
 
-def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, measure: str = "relative",
                    training: bool = True) -> dict[str, float]:
-    """L2 norm of the cross-entropy loss's gradient w.r.t. each convolution's weight, in network order.
+    """How large the cross-entropy loss's gradient is for each convolution's weight, in network order.
 
     Args:
         model: A classifier containing ``nn.Conv2d`` layers.
         images, labels: One batch, ``(N, C, H, W)`` float and ``(N,)`` int64.
+        measure: ``"relative"``: ``|g| / |w|``, the fraction by which one SGD step with learning rate 1
+            changes the weight (what a single learning rate acts on); ``"rms"``: ``|g| / sqrt(n)``, the
+            root-mean-square gradient per weight; ``"norm"``: ``|g|``, which grows with the number of weights
+            and cannot compare layers of different sizes. Default: ``"relative"``.
         training: Run the forward pass in training mode (batch statistics in batch norm, as an
             optimizer step sees it). Default: True. Mode, ``requires_grad``, ``.grad`` and the
             batch-norm running statistics are left as they were.
 
     Returns:
-        ``{layer name: norm}`` for every ``nn.Conv2d``, first layer first.
+        ``{layer name: value}`` for every ``nn.Conv2d``, first layer first. A value is exactly 0.0 when the
+        gradient underflowed to zero.
     Example:
-        >>> norms = gradient_norms(plain_net(20), images[:256], labels[:256])
-        >>> ratio = list(norms.values())[0] / list(norms.values())[-1]
+        >>> sizes = gradient_norms(plain_net(20), images[:256], labels[:256])
+        >>> first, last = list(sizes.values())[0], list(sizes.values())[-1]
     """
     check_model(model)
     check_data(images, labels, model=model)
     training = check_bool(training, "training")
+    reduce = MEASURES[check_choice(measure, "measure", tuple(MEASURES))]
     convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError("model has no nn.Conv2d layer to probe")
@@ -72,7 +89,7 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         check_class_indices(labels, logits.shape[-1])
         loss = F.cross_entropy(logits, labels)
         grads = torch.autograd.grad(loss, weights)
-    return {name: g.norm().item() for (name, _), g in zip(convs, grads)}
+    return {name: reduce(g, w.detach()).item() for (name, _), g, w in zip(convs, grads, weights)}
 
 
 @torch.no_grad()

@@ -148,18 +148,40 @@ def test_gradient_norms_match_backward_and_leave_everything_as_found():
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     images, labels = torch.randn(16, 1, 14, 14), torch.randint(0, 10, (16,))
     buffers = copy.deepcopy(dict(model.named_buffers()))
-    norms = gradient_norms(model, images, labels)
+    measured = {measure: gradient_norms(model, images, labels, measure=measure) for measure in ("norm", "rms", "relative")}
     assert not model.training and not model.stem[0].weight.requires_grad
     assert torch.equal(model.fc.weight.grad, torch.ones_like(model.fc.weight))
     assert all(torch.equal(b, buffers[k]) for k, b in model.named_buffers())
     convs = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    assert list(norms) == [k for k, _ in convs] and len(norms) == 13
+    assert all(list(norms) == [k for k, _ in convs] and len(norms) == 13 for norms in measured.values())
     reference = copy.deepcopy(model).train()
     for p in reference.parameters():
         p.requires_grad_(True)
     F.cross_entropy(reference(images), labels).backward()
-    expected = [m.weight.grad.norm().item() for _, m in reference.named_modules() if isinstance(m, nn.Conv2d)]
-    assert list(norms.values()) == pytest.approx(expected, rel=1e-5)
+    weights = [m.weight for _, m in reference.named_modules() if isinstance(m, nn.Conv2d)]
+    assert list(measured["norm"].values()) == pytest.approx([w.grad.norm().item() for w in weights], rel=1e-5)
+    assert list(measured["rms"].values()) == pytest.approx([w.grad.pow(2).mean().sqrt().item() for w in weights], rel=1e-5)
+    assert list(measured["relative"].values()) == pytest.approx([(w.grad.norm() / w.norm()).item() for w in weights], rel=1e-5)
+    assert gradient_norms(model, images, labels) == measured["relative"]  # the default compares layers fairly
+
+
+def test_per_weight_measures_do_not_grow_with_the_layer_size():
+    """Hand-computed: a 1-weight and a 16-weight convolution whose every weight gets the same gradient p0."""
+    small, large = nn.Conv2d(1, 1, 1, bias=False), nn.Conv2d(1, 16, 1, bias=False)
+    head = nn.Linear(16, 2)
+    with torch.no_grad():
+        small.weight.fill_(1.0)
+        large.weight.fill_(1 / 16)
+        head.weight.copy_(torch.tensor([[1.0] * 16, [0.0] * 16]))
+        head.bias.zero_()
+    model = nn.Sequential(small, large, nn.Flatten(), head)
+    images, labels = torch.ones(1, 1, 1, 1), torch.tensor([1])
+    # logits (1, 0); d loss / d logit0 = p0, so d loss / d large.weight[j] = p0 and d loss / d small.weight = 16 * p0 / 16
+    p0 = torch.tensor([1.0, 0.0]).softmax(0)[0].item()
+    sizes = {m: list(gradient_norms(model, images, labels, measure=m).values()) for m in ("norm", "rms", "relative")}
+    assert sizes["rms"] == pytest.approx([p0, p0], rel=1e-6)                  # per weight: equal
+    assert sizes["norm"] == pytest.approx([p0, 4 * p0], rel=1e-6)             # grows with sqrt(number of weights)
+    assert sizes["relative"] == pytest.approx([p0 / 1.0, 4 * p0 / 0.25], rel=1e-6)   # |g| / |w|
 
 
 def test_gradient_norms_restore_state_when_forward_fails():
@@ -171,6 +193,8 @@ def test_gradient_norms_restore_state_when_forward_fails():
 
 
 def test_gradient_norms_bad_input():
+    with pytest.raises(ValueError, match="measure"):
+        gradient_norms(plain_net(8), torch.randn(2, 1, 8, 8), torch.zeros(2).long(), measure="l1")
     with pytest.raises(ValueError, match="Conv2d"):
         gradient_norms(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.randn(2, 1, 2, 2), torch.zeros(2).long())
 
