@@ -143,17 +143,18 @@ def _steps(steps: int, progress: bool) -> range:
 
 
 def class_visualization(model: nn.Module, target: int | Sequence[int] | torch.Tensor, *, size: int = 128,
-                        steps: int | None = None, generator: torch.Generator | None = None,
+                        steps: int | None = None, lr: float = 0.05, generator: torch.Generator | None = None,
                         progress: bool = False) -> torch.Tensor:
     """The course's recipe for "what does the network think class ``target`` looks like?".
 
     Fourier parameterization with 1/f scaling and colour decorrelation, Lucid's standard transforms
-    (pad, jitter, scale, rotate), Adam with lr 0.05 on the class logit. Notebook 04 measures why each
-    part is there (target probability, naturalness, recognition by other networks).
+    (pad, jitter, scale, rotate), Adam on the class logit. Notebook 04 measures why each part is there
+    (target probability, naturalness, recognition by other networks).
 
     Args:
         model: Maps images in [0, 1] to logits. target: A class index, or a list/tensor of them (one image each).
         size: Image side, at least 16. Default: 128. steps: Adam steps. Default: None = 256.
+        lr: Adam's learning rate. Default: 0.05 (0.1 gets as far in a quarter of the steps, a little noisier).
         generator: For the random start and the transforms. progress: Show a progress bar.
 
     Returns:
@@ -164,5 +165,5 @@ def class_visualization(model: nn.Module, target: int | Sequence[int] | torch.Te
     """
     batch = 1 if isinstance(target, int) else len(target)
     result = visualize(model, class_logit(target), param="fourier", transforms="standard", size=size, batch=batch,
-                       steps=256 if steps is None else steps, lr=0.05, generator=generator, progress=progress)
+                       steps=256 if steps is None else steps, lr=lr, generator=generator, progress=progress)
     return result.image

@@ -29,7 +29,7 @@ from .checks import (check_float, check_generator, check_images, check_int, chec
 from .featurevis import MIN_SIZE, Visualization, visualize
 from .featurevis_layers import activations, forward_recording, recording
 from .featurevis_objectives import Objective, Recording, feature_match, image_tv, layer_l2
-from .featurevis_transforms import Jitter
+from .featurevis_transforms import Jitter, blur
 
 __all__ = ["deepdream", "Inversion", "invert_features"]
 
@@ -47,17 +47,19 @@ def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _dream_step(model: nn.Module, objective: Objective, image: torch.Tensor, store: dict, jitter: Jitter,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None, smooth: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One normalized gradient step's direction (gradient / its mean absolute value) and the objective."""
     x = image.detach().requires_grad_(True)
     logits = forward_recording(model, jitter(x, generator), store)
     score = objective(Recording(image=x, activations=store, logits=logits))
     (grad,) = torch.autograd.grad(score.sum(), x)
+    grad = blur(grad, smooth)  # pixel-level gradient noise would otherwise pile up as speckle
     return grad / grad.abs().mean().clamp_min(1e-12), score.detach()
 
 
 def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int = 4, octave_scale: float = 1.4,
-              steps: int = 10, lr: float = 0.01, jitter: int = 8, generator: torch.Generator | None = None) -> Visualization:
+              steps: int = 10, lr: float = 0.01, jitter: int = 8, smooth: float = 1.0,
+              generator: torch.Generator | None = None) -> Visualization:
     """DeepDream: gradient ascent on a photo to raise ``layer``'s mean squared activation, octave by octave.
 
     At each octave (smallest first) the photo is resized, the detail dreamed so far is added, and ``steps``
@@ -68,7 +70,8 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
         model: Maps images in [0, 1] to logits. image: (1, 3, H, W) in [0, 1] (a batch works too).
         layer: Name of the layer to amplify. octaves: Scales. Default: 4. octave_scale: Size ratio between
             octaves (> 1). Default: 1.4. steps: Steps per octave. Default: 10. lr: Step size. Default: 0.01.
-        jitter: Random shift in pixels at each step. Default: 8. generator: For the jitter.
+        jitter: Random shift in pixels at each step. Default: 8. smooth: The gradient is blurred with this sigma
+            in pixels before each step (0: not at all). Default: 1.0. generator: For the jitter.
 
     Returns:
         :class:`~cnn_helpers.featurevis.Visualization`: ``image`` like the input, ``history`` (octaves * steps, N)
@@ -83,6 +86,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
     octaves, steps = check_int(octaves, "octaves"), check_int(steps, "steps")
     octave_scale = check_float(octave_scale, "octave_scale", minimum=1.0, strict_minimum=True)
     lr, shift = check_float(lr, "lr", minimum=0.0, strict_minimum=True), Jitter(check_int(jitter, "jitter", minimum=0))
+    smooth = check_float(smooth, "smooth", minimum=0.0)
     generator = check_generator(generator)
     objective, history = layer_l2(layer), []
     sizes = _octave_sizes(*image.shape[-2:], octaves, octave_scale)
@@ -95,7 +99,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
             octave_base = _resize(base, size)
             dreamed = (octave_base + _resize(detail, size)).clamp(0, 1)
             for _ in range(steps):
-                direction, score = _dream_step(model, objective, dreamed, store, shift, generator)
+                direction, score = _dream_step(model, objective, dreamed, store, shift, generator, smooth)
                 dreamed = (dreamed + lr * direction).clamp(0, 1)
                 history.append(score)
             detail = dreamed - octave_base

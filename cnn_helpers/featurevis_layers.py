@@ -210,13 +210,12 @@ def response_correlation(model: nn.Module, images: torch.Tensor, reference: torc
     return (a @ b) / (a.norm(dim=1) * b.norm()).clamp_min(1e-12)
 
 
-def _stride(images: torch.Tensor, maps: torch.Tensor) -> float:
-    return images.shape[-1] / maps.shape[-1]
-
-
 def top_patches(model: nn.Module, images: torch.Tensor, layer: str, channel: int, *, k: int = 6,
                 patch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` image patches that excite one channel of ``layer`` most (Zeiler & Fergus), one per position.
+    """The ``k`` image patches that excite one channel of ``layer`` most (Zeiler & Fergus).
+
+    Map cells are taken strongest first; a cell whose patch would overlap an already chosen patch of the
+    same image by more than half its side in both directions is skipped, so the patches show k different places.
 
     Args:
         images: (N, 3, H, W) in [0, 1], the pool to search. layer: Layer name. channel: Channel index.
@@ -225,8 +224,8 @@ def top_patches(model: nn.Module, images: torch.Tensor, layer: str, channel: int
             map cell), at least 16 and at most the image size.
 
     Returns:
-        ``(patches, values)``: (k, 3, patch, patch) crops centred on the k strongest map cells (no two from
-        the same cell), strongest first, and their activations (k,).
+        ``(patches, values)``: (k', 3, patch, patch) crops centred on the chosen cells, strongest first, and their
+        activations (k',); k' < k only when the pool has fewer separate places.
 
     Example:
         >>> patches, values = top_patches(model, photos, pre.info.stages[2], 5)
@@ -236,17 +235,23 @@ def top_patches(model: nn.Module, images: torch.Tensor, layer: str, channel: int
         raise ValueError(f"layer {layer!r} gives {tuple(maps.shape)}, not (N, C, h, w) feature maps")
     channel = check_int(channel, "channel", minimum=0, maximum=maps.shape[1] - 1)
     k = check_int(k, "k", maximum=maps[:, channel].numel())
-    stride = _stride(images, maps)
+    stride = images.shape[-1] / maps.shape[-1]
     height, width = images.shape[-2:]
     size = check_int(patch if patch is not None else min(min(height, width), max(16, round(3 * stride))), "patch",
                      maximum=min(height, width))
-    values, flat = maps[:, channel].flatten().topk(k)
+    values, order = maps[:, channel].flatten().sort(descending=True, stable=True)
     h, w = maps.shape[-2:]
-    crops = []
-    for index in flat.tolist():
+    chosen: list[tuple[int, int, int]] = []
+    kept: list[int] = []
+    for rank, index in enumerate(order.tolist()):
         n, y, x = index // (h * w), index // w % h, index % w
-        cy, cx = round((y + 0.5) * stride), round((x + 0.5) * stride)
-        top = min(max(cy - size // 2, 0), height - size)
-        left = min(max(cx - size // 2, 0), width - size)
-        crops.append(images[n, :, top:top + size, left:left + size])
-    return torch.stack(crops).detach(), values.detach()
+        top = min(max(round((y + 0.5) * stride) - size // 2, 0), height - size)
+        left = min(max(round((x + 0.5) * stride) - size // 2, 0), width - size)
+        if any(m == n and abs(t - top) < size / 2 and abs(l - left) < size / 2 for m, t, l in chosen):
+            continue
+        chosen.append((n, top, left))
+        kept.append(rank)
+        if len(chosen) == k:
+            break
+    crops = [images[n, :, top:top + size, left:left + size] for n, top, left in chosen]
+    return torch.stack(crops).detach(), values[kept].detach()
