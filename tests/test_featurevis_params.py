@@ -98,13 +98,13 @@ def test_radial_spectrum_of_a_single_frequency():
 def test_high_frequency_share_of_waves_noise_and_photos():
     x = torch.arange(32.0)
     slow, fast = (torch.cos(2 * np.pi * f * x).expand(1, 3, 32, 32) for f in (0.125, 0.375))
-    assert high_frequency_share(slow).item() == pytest.approx(0.0, abs=1e-6)
-    assert high_frequency_share(fast).item() == pytest.approx(1.0, abs=1e-6)
+    assert high_frequency_share(slow).item() == pytest.approx(0.0, abs=1e-4)  # the Hann window leaks a trace
+    assert high_frequency_share(fast).item() == pytest.approx(1.0, abs=1e-4)
     noise = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     area = 1 - np.pi * 0.25 ** 2  # share of the frequency square [-1/2, 1/2]^2 outside the radius 1/4
     assert high_frequency_share(noise).mean().item() == pytest.approx(area, abs=0.02)
     photos = torch.cat([load_image(name, size=96) for name in ("cat", "coffee")])
-    assert (high_frequency_share(photos) < 0.02).all()
+    assert (high_frequency_share(photos) < 0.05).all()
 
 
 def test_bad_arguments():
