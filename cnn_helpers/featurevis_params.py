@@ -241,7 +241,7 @@ def radial_spectrum(images: torch.Tensor, *, bins: int = 16) -> tuple[torch.Tens
 def high_frequency_share(images: torch.Tensor, *, cutoff: float = 0.25) -> torch.Tensor:
     """Share of each image's power (all channels, mean removed) above ``cutoff`` cycles per pixel: (N,).
 
-    Photos keep about 1 % of their power above 0.25 cycles per pixel (a period of 4 pixels); pixel
+    Photos keep a few per cent of their power above 0.25 cycles per pixel (a period of 4 pixels); pixel
     noise spreads it evenly (about 80 %). A measure of how natural an image's fine detail is. A Hann
     window is applied first, so that the jump between opposite edges (the FFT wraps around) does not count.
     """
