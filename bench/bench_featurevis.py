@@ -18,10 +18,10 @@ interleaved rounds (other load on the machine affects every side alike).
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
+from bench_attribution import fastest  # the benches' one interleaved timer (it could move into run.py)
 from run import row
 
 from cnn_helpers import featurevis_params as fp
@@ -31,17 +31,6 @@ from cnn_helpers.featurevis_objectives import channel, class_logit
 from cnn_helpers.models import load_pretrained
 
 SIZE, STEPS, TARGET, CHANNEL = 128, 12, 1, 5  # goldfish
-
-
-def fastest(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Seconds of the fastest of ``rounds`` runs of each call, the calls interleaved round by round."""
-    best = {name: float("inf") for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def plain_loop(model: torch.nn.Module, score: Callable[[torch.Tensor], torch.Tensor], steps: int) -> torch.Tensor:
