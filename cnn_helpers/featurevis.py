@@ -163,7 +163,8 @@ def class_visualization(model: nn.Module, target: int | Sequence[int] | torch.Te
     Example:
         >>> bee = class_visualization(model, 309, generator=torch.Generator().manual_seed(0))
     """
-    batch = 1 if isinstance(target, int) else len(target)
+    single = isinstance(target, int) or (isinstance(target, torch.Tensor) and target.ndim == 0)
+    batch = 1 if single else len(target)
     result = visualize(model, class_logit(target), param="fourier", transforms="standard", size=size, batch=batch,
                        steps=256 if steps is None else steps, lr=lr, generator=generator, progress=progress)
     return result.image

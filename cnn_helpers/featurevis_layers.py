@@ -129,7 +129,7 @@ def filter_statistics(filters: torch.Tensor, *, threshold: float = 0.8) -> dict[
     """
     if not isinstance(filters, torch.Tensor) or filters.ndim != 4 or filters.shape[1] != 3:
         raise ValueError(f"filters must have shape (C, 3, k, k), got {getattr(filters, 'shape', type(filters).__name__)}")
-    weights = filters.detach().double().cpu()
+    weights = filters.detach().cpu().double()  # (MPS has no float64)
     norms = weights.flatten(1).norm(dim=1)
     alive = norms > 1e-3 * norms.max()
     live = weights[alive]

@@ -129,6 +129,13 @@ def test_bad_arguments_get_clear_errors():
         visualize(model, Objective(lambda r: r.logits[:, 0] * float("nan"), needs_logits=True), steps=1)
 
 
+def test_class_visualization_takes_an_int_a_list_or_a_tensor():
+    model = small_net()
+    shapes = [class_visualization(model, t, size=16, steps=2, generator=seeded()).shape
+              for t in (3, [0, 1], torch.tensor(2), torch.tensor([1, 2, 3]))]
+    assert shapes == [(1, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16), (3, 3, 16, 16)]
+
+
 @pytest.fixture(scope="module")
 def lite0():
     return load_pretrained("efficientnet_lite0")
