@@ -102,6 +102,6 @@ def run() -> list[dict]:
             rows.append(row(f"gradient ascent step, {name}, {SIZE} px", times["ours"], times["lucent"],
                             "both feed the padded 152 px image (Lucent resizes after its transforms)", "torch-lucent 0.1.8"))
         else:
-            rows.append({"benchmark": f"gradient ascent step, {name}, vs torch-lucent", "ours": f"{times['ours'] * 1e3:.1f} ms",
-                         "reference": "-", "ratio": "-", "note": lucent})
+            rows.append({"benchmark": f"gradient ascent step, {name}, vs torch-lucent",
+                         "ours": f"{times['ours'] * 1e3:.1f} ms", "reference": "-", "ratio": "-", "note": lucent})
     return rows

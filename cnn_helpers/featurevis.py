@@ -102,7 +102,8 @@ def visualize(model: nn.Module, objective: Objective, *, param: str | params.Par
     """
     check_model(model)
     if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be an Objective (class_logit(...), channel(...), ...), got {type(objective).__name__}")
+        raise TypeError("objective must be an Objective (class_logit(...), channel(...), ...), "
+                        f"got {type(objective).__name__}")
     layers = check_layers(model, list(objective.layers)) if objective.layers else []
     steps, lr = check_int(steps, "steps"), check_float(lr, "lr", minimum=0.0, strict_minimum=True)
     generator = check_generator(generator)

@@ -209,7 +209,8 @@ def fourier(size: int | tuple[int, int] = 128, *, batch: int = 1, decorrelate: b
         variables = coefficients.to(device) * check_float(sd, "sd", minimum=0.0)
     else:
         linear = _initial(images, shape, 0.0, None, device, decorrelate) * 4.0
-        spectrum = torch.fft.rfft2(linear, norm="ortho") / fourier_scale((height, width), decay_power=decay_power).to(linear.device)
+        scale = fourier_scale((height, width), decay_power=decay_power).to(linear.device)
+        spectrum = torch.fft.rfft2(linear, norm="ortho") / scale
         variables = torch.view_as_real(spectrum).contiguous()
     return Parameterization(variables, kind="fourier", decorrelate=decorrelate, size=(height, width),
                             decay_power=decay_power)

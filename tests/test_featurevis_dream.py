@@ -57,7 +57,8 @@ def test_inversion_matches_features_and_reports_errors():
     assert inv.history[-1] > 0.5 * inv.history[0], "the feature distance (negated) shrank"
     assert 0 <= inv.feature_error.item() < 0.5
     target, reached = activations(model, x, "2")["2"], activations(model, inv.image, "2")["2"]
-    assert inv.feature_error.item() == pytest.approx(((reached - target).pow(2).sum() / target.pow(2).sum()).item(), rel=1e-4)
+    relative = (reached - target).pow(2).sum() / target.pow(2).sum()
+    assert inv.feature_error.item() == pytest.approx(relative.item(), rel=1e-4)
     assert inv.pixel_error.item() == pytest.approx((inv.image - x).pow(2).mean().sqrt().item(), rel=1e-5)
 
 
@@ -65,8 +66,8 @@ def test_the_tv_prior_smooths_the_reconstruction():
     from cnn_helpers.featurevis_objectives import total_variation
 
     model, x = small_net(), photo()
-    rough = invert_features(model, x, "4", tv_weight=0.0, steps=30, param="pixels", generator=torch.Generator().manual_seed(0))
-    smooth = invert_features(model, x, "4", tv_weight=200.0, steps=30, param="pixels", generator=torch.Generator().manual_seed(0))
+    rough, smooth = (invert_features(model, x, "4", tv_weight=w, steps=30, param="pixels",
+                                     generator=torch.Generator().manual_seed(0)) for w in (0.0, 200.0))
     assert total_variation(smooth.image) < 0.5 * total_variation(rough.image)
 
 
