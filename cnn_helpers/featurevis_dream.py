@@ -28,7 +28,7 @@ from .checks import (check_float, check_generator, check_images, check_int, chec
                      grad_enabled, restore_requires_grad)
 from .featurevis import MIN_SIZE, Visualization, visualize
 from .featurevis_layers import activations, forward_recording, recording
-from .featurevis_objectives import Objective, Recording, feature_match, image_tv, layer_l2
+from .featurevis_objectives import Objective, Recording, feature_match, image_l2, image_tv, layer_l2
 from .featurevis_transforms import Jitter, blur
 
 __all__ = ["deepdream", "Inversion", "invert_features"]
@@ -116,22 +116,21 @@ class Inversion(Visualization):
     pixel_error: torch.Tensor | None = None
 
 
-def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, tv_weight: float = 20.0, steps: int = 200,
-                    lr: float = 0.05, param: str = "fourier", generator: torch.Generator | None = None,
-                    progress: bool = False) -> Inversion:
+def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, tv_weight: float = 20.0,
+                    l2_weight: float = 5.0, steps: int = 200, lr: float = 0.05, param: str = "fourier",
+                    generator: torch.Generator | None = None, progress: bool = False) -> Inversion:
     """Feature inversion: an image whose features at ``layer`` match the photo's, with a total-variation prior.
 
-    Maximizes ``-||phi(x) - phi(photo)||^2 / ||phi(photo)||^2 - tv_weight * TV(x)`` (TV with beta = 2, see
-    :func:`~cnn_helpers.featurevis_objectives.total_variation`) with Adam from a faintly noisy grey start,
-    without transforms (the features must line up with the photo's). The default, Fourier-parameterized
-    and colour-decorrelated image with ``tv_weight=20`` ends with about a photo's share of fine detail;
-    with ``tv_weight=0`` the reconstructions carry about three times as much high-frequency noise.
+    Maximizes ``-||phi(x) - phi(photo)||^2 / ||phi(photo)||^2 - tv_weight * TV(x) - l2_weight * L2(x)`` with Adam
+    from a faintly noisy grey start, without transforms (the features must line up with the photo's). TV (beta = 2,
+    :func:`~cnn_helpers.featurevis_objectives.total_variation`) removes pixel noise; the small L2 penalty on the
+    distance from grey keeps late layers, which do not care about overall brightness, from drifting to white.
 
     Args:
         model: Maps images in [0, 1] to logits. image: (N, 3, H, W) photos in [0, 1], at least 16 px.
-        layer: Layer name. tv_weight: Weight of the prior (>= 0). Default: 20. steps: Adam steps. Default: 200.
-        lr: Learning rate. Default: 0.05. param: ``"fourier"`` (default) or ``"pixels"`` (Mahendran &
-            Vedaldi's plain pixels; needs a far larger ``tv_weight``). generator: For the random start.
+        layer: Layer name. tv_weight, l2_weight: Weights of the priors (>= 0). Default: 20, 5.
+        steps: Adam steps. Default: 200. lr: Learning rate. Default: 0.05. param: ``"fourier"`` (default) or
+            ``"pixels"`` (Mahendran & Vedaldi's plain pixels; needs a far larger ``tv_weight``). generator: Random start.
 
     Returns:
         :class:`Inversion` with ``image`` (N, 3, H, W), ``history`` (steps, N), ``feature_error``, ``pixel_error``.
@@ -145,6 +144,7 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, tv_wei
         raise ValueError(f"image must be at least {MIN_SIZE} pixels high and wide, got {tuple(image.shape)}")
     check_layer(model, layer)
     tv_weight = check_float(tv_weight, "tv_weight", minimum=0.0)
+    l2_weight = check_float(l2_weight, "l2_weight", minimum=0.0)
     if param not in ("pixels", "fourier"):
         raise ValueError(f"param must be 'pixels' or 'fourier', got {param!r}")
     target = activations(model, image, layer)[layer]
@@ -153,6 +153,8 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, tv_wei
     objective = feature_match(layer, target)
     if tv_weight > 0:
         objective = objective - tv_weight * image_tv(beta=2.0)
+    if l2_weight > 0:
+        objective = objective - l2_weight * image_l2()
     result = visualize(model, objective, param=start, transforms=None, steps=steps, lr=lr, generator=generator,
                        progress=progress)
     reached = activations(model, result.image, layer)[layer]

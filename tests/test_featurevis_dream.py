@@ -86,6 +86,8 @@ def test_state_is_left_as_found_after_an_error():
         deepdream(model, x * 2, "0")
     with pytest.raises(ValueError, match="tv_weight"):
         invert_features(model, x, "0", tv_weight=-1.0)
+    with pytest.raises(ValueError, match="l2_weight"):
+        invert_features(model, x, "0", l2_weight=-1.0)
     helpers.assert_unchanged(before, helpers.snapshot(model, x))
 
 
