@@ -30,9 +30,10 @@ from torch import nn
 
 from . import featurevis_params as params
 from . import featurevis_transforms as tf
-from .checks import (check_float, check_generator, check_int, check_layers, check_model, check_pair, evaluating,
-                     grad_enabled, model_device, restore_requires_grad)
-from .featurevis_layers import forward_recording, recording
+from .budget import check_cost
+from .checks import (check_bool, check_float, check_generator, check_int, check_layers, check_model, check_pair,
+                     evaluating, grad_enabled, model_device, restore_requires_grad)
+from .featurevis_layers import _forward_recording, _recording
 from .featurevis_objectives import Objective, Recording, class_logit
 
 __all__ = ["Visualization", "visualize", "class_visualization", "MIN_SIZE"]
@@ -62,6 +63,14 @@ def _parameterization(param: object, size: object, batch: object, generator: tor
         raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {size!r}")
     build = params.pixels if param == "pixels" else params.fourier
     return build((height, width), batch=check_int(batch, "batch"), generator=generator, device=device)
+
+
+def _check_cost(model: nn.Module, param: params.Parameterization, steps: int) -> None:
+    """Warn before minutes of gradient ascent, refuse a day (huge ``steps``, ``size`` or ``batch``)."""
+    shape = (1, 3, *param.size)
+    probe = torch.empty(1, 1, 1, 1, device=model_device(model)).expand(shape)  # shape and device only, no memory
+    check_cost(model, probe, steps * param.batch, f"gradient ascent with steps={steps}, size={param.size}, "
+               f"batch={param.batch}", backward=True, hint="use fewer steps, a smaller size or batch")
 
 
 def _transform(transforms: object, size: int) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
@@ -106,17 +115,18 @@ def visualize(model: nn.Module, objective: Objective, *, param: str | params.Par
                         f"got {type(objective).__name__}")
     layers = check_layers(model, list(objective.layers)) if objective.layers else []
     steps, lr = check_int(steps, "steps"), check_float(lr, "lr", minimum=0.0, strict_minimum=True)
-    generator = check_generator(generator)
+    generator, progress = check_generator(generator), check_bool(progress, "progress")
     history = []
     with evaluating(model), restore_requires_grad(model.parameters()), grad_enabled(), \
-            recording(model, layers, stop=not objective.needs_logits) as store:
+            _recording(model, layers, stop=not objective.needs_logits) as store:
         param = _parameterization(param, size, batch, generator, model_device(model))  # not an inference tensor
+        _check_cost(model, param, steps)
         transform = _transform(transforms, param.size[0])
         model.requires_grad_(False)  # gradients for the image only: faster, and every .grad stays as it was
         optimizer = torch.optim.Adam(param.params, lr=lr)
         for step in _steps(steps, progress):
             image = param()
-            logits = forward_recording(model, transform(image, generator), store)
+            logits = _forward_recording(model, transform(image, generator), store)
             scores = objective(Recording(image=image, activations=store, logits=logits))
             if scores.shape != (image.shape[0],) or not torch.isfinite(scores).all():
                 raise ValueError(f"objective {objective.name} must give one finite score per image, got "
@@ -164,8 +174,10 @@ def class_visualization(model: nn.Module, target: int | Sequence[int] | torch.Te
     Example:
         >>> bee = class_visualization(model, 309, generator=torch.Generator().manual_seed(0))
     """
-    single = isinstance(target, int) or (isinstance(target, torch.Tensor) and target.ndim == 0)
-    batch = 1 if single else len(target)
+    if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.ndim == 1):
+        batch = len(target)  # one image per class
+    else:
+        batch = 1  # a single class (anything else is refused by class_logit, naming target)
     result = visualize(model, class_logit(target), param="fourier", transforms="standard", size=size, batch=batch,
                        steps=256 if steps is None else steps, lr=lr, generator=generator, progress=progress)
     return result.image

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import featurevis_params as params
-from .checks import (check_float, check_generator, check_images, check_int, check_layer, check_model, evaluating,
-                     grad_enabled, restore_requires_grad)
+from .budget import check_cost
+from .checks import (check_bool, check_choice, check_float, check_generator, check_images, check_int, check_layer,
+                     check_model, evaluating, grad_enabled, restore_requires_grad)
 from .featurevis import MIN_SIZE, Visualization, visualize
-from .featurevis_layers import activations, forward_recording, recording
+from .featurevis_layers import _forward_recording, _recording, activations
 from .featurevis_objectives import Objective, Recording, feature_match, image_l2, image_tv, layer_l2
 from .featurevis_transforms import Jitter, blur
 
@@ -50,7 +51,7 @@ def _dream_step(model: nn.Module, objective: Objective, image: torch.Tensor, sto
                 generator: torch.Generator | None, smooth: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One normalized gradient step's direction (gradient / its mean absolute value) and the objective."""
     x = image.detach().requires_grad_(True)
-    logits = forward_recording(model, jitter(x, generator), store)
+    logits = _forward_recording(model, jitter(x, generator), store)
     score = objective(Recording(image=x, activations=store, logits=logits))
     (grad,) = torch.autograd.grad(score.sum(), x)
     grad = blur(grad, smooth)  # pixel-level gradient noise would otherwise pile up as speckle
@@ -88,10 +89,12 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
     lr, shift = check_float(lr, "lr", minimum=0.0, strict_minimum=True), Jitter(check_int(jitter, "jitter", minimum=0))
     smooth = check_float(smooth, "smooth", minimum=0.0)
     generator = check_generator(generator)
+    check_cost(model, image, octaves * steps * image.shape[0], f"deepdream with octaves={octaves}, steps={steps}",
+               backward=True, hint="use fewer octaves or steps")  # the largest octave's cost, an upper bound
     objective, history = layer_l2(layer), []
     sizes = _octave_sizes(*image.shape[-2:], octaves, octave_scale)
     with evaluating(model), restore_requires_grad(model.parameters()), grad_enabled(), \
-            recording(model, [layer], stop=True) as store:
+            _recording(model, [layer], stop=True) as store:
         model.requires_grad_(False)
         base = image.detach().clone()
         detail = torch.zeros_like(_resize(base, sizes[0]))
@@ -145,11 +148,13 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, tv_wei
     check_layer(model, layer)
     tv_weight = check_float(tv_weight, "tv_weight", minimum=0.0)
     l2_weight = check_float(l2_weight, "l2_weight", minimum=0.0)
-    if param not in ("pixels", "fourier"):
-        raise ValueError(f"param must be 'pixels' or 'fourier', got {param!r}")
-    target = activations(model, image, layer)[layer]
-    build = params.pixels if param == "pixels" else params.fourier
-    start = build(tuple(image.shape[-2:]), batch=image.shape[0], generator=check_generator(generator), device=image.device)
+    param = check_choice(param, "param", ("pixels", "fourier"))
+    check_bool(progress, "progress")
+    with grad_enabled():  # made outside inference_mode: the loop below differentiates through both
+        target = activations(model, image, layer)[layer].clone()
+        build = params.pixels if param == "pixels" else params.fourier
+        start = build(tuple(image.shape[-2:]), batch=image.shape[0], generator=check_generator(generator),
+                      device=image.device)
     objective = feature_match(layer, target)
     if tv_weight > 0:
         objective = objective - tv_weight * image_tv(beta=2.0)

@@ -15,15 +15,16 @@ Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 20
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images, check_int, check_layer, check_layers, check_model, evaluating
+from .checks import (check_bool, check_finite, check_float, check_images, check_int, check_layer, check_layers,
+                     check_model, evaluating)
 
-__all__ = ["recording", "forward_recording", "activations", "first_conv", "first_layer_filters", "filter_images",
+__all__ = ["recording", "activations", "first_conv", "first_layer_filters", "filter_images",
            "filter_statistics", "edge_strength", "colourfulness", "response_correlation", "top_patches"]
 
 
@@ -31,13 +32,27 @@ class _Stop(Exception):
     """Raised by a hook once every wanted layer has been recorded: the rest of the forward pass is skipped."""
 
 
-@contextmanager
-def recording(model: nn.Module, layers: Sequence[str], *, stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+def recording(model: nn.Module, layers: str | Sequence[str], *,
+              stop: bool = False) -> ContextManager[dict[str, torch.Tensor]]:
     """Temporary forward hooks: inside, each forward pass fills the yielded dict with ``{layer: output}``.
 
     A layer called several times in one pass keeps its first output. With ``stop=True`` the pass ends as soon
-    as every layer is recorded (run it with :func:`forward_recording`). The hooks are removed on exit, also on error.
+    as every layer is recorded (for the package's own passes; call the model yourself with ``stop=False``).
+    The hooks are removed on exit, also on error.
+    The arguments are checked here, before the ``with`` block starts.
+
+    Example:
+        >>> with recording(model, ["net._blocks.3"]) as store:
+        ...     model(images)
+        >>> store["net._blocks.3"].shape
     """
+    check_model(model)
+    return _recording(model, check_layers(model, layers), check_bool(stop, "stop"))
+
+
+@contextmanager
+def _recording(model: nn.Module, layers: Sequence[str], stop: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`recording` without the argument checks (``layers`` may be empty: the logits only)."""
     store: dict[str, torch.Tensor] = {}
     modules = {name: check_layer(model, name) for name in layers}
 
@@ -58,7 +73,7 @@ def recording(model: nn.Module, layers: Sequence[str], *, stop: bool = False) ->
             handle.remove()
 
 
-def forward_recording(model: nn.Module, images: torch.Tensor, store: dict[str, torch.Tensor]) -> torch.Tensor | None:
+def _forward_recording(model: nn.Module, images: torch.Tensor, store: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """One forward pass inside :func:`recording`: the logits, or None when the hooks stopped it early."""
     store.clear()
     try:
@@ -82,8 +97,8 @@ def activations(model: nn.Module, images: torch.Tensor, layers: str | Sequence[s
     check_model(model)
     check_images(images, model=model)
     names = check_layers(model, layers)
-    with evaluating(model), torch.no_grad(), recording(model, names, stop=True) as store:
-        forward_recording(model, images, store)
+    with evaluating(model), torch.no_grad(), _recording(model, names, stop=True) as store:
+        _forward_recording(model, images, store)
         return {name: store[name] for name in names}
 
 
@@ -101,10 +116,17 @@ def first_layer_filters(model: nn.Module) -> torch.Tensor:
     return first_conv(model)[1].weight.detach().clone()
 
 
+def _check_filters(filters: object, name: str = "filters", channels: int = 3) -> torch.Tensor:
+    """(C, channels, kh, kw) finite real weights (on any device), detached."""
+    check_finite(filters, name, layout=f"(C, {channels}, k, k)")
+    if filters.shape[1] != channels:
+        raise ValueError(f"{name} must have shape (C, {channels}, k, k), got {tuple(filters.shape)}")
+    return filters.detach()
+
+
 def filter_images(filters: torch.Tensor) -> torch.Tensor:
     """Filters (C, 3, k, k) -> pictures in [0, 1]: 0 is grey, each filter scaled by its own largest |weight|."""
-    if not isinstance(filters, torch.Tensor) or filters.ndim != 4 or filters.shape[1] != 3:
-        raise ValueError(f"filters must have shape (C, 3, k, k), got {getattr(filters, 'shape', type(filters).__name__)}")
+    filters = _check_filters(filters)
     peak = filters.detach().abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
     return (0.5 + 0.5 * filters.detach() / peak).clamp(0, 1)
 
@@ -127,13 +149,12 @@ def filter_statistics(filters: torch.Tensor, *, threshold: float = 0.8) -> dict[
         Per live filter, 1-D tensors: ``rank1``, ``edge`` and ``colour`` (bool), ``colour_mix`` (C', 3),
         ``pattern`` (C', k, k); and ``alive`` (C,) bool over all filters.
     """
-    if not isinstance(filters, torch.Tensor) or filters.ndim != 4 or filters.shape[1] != 3:
-        raise ValueError(f"filters must have shape (C, 3, k, k), got {getattr(filters, 'shape', type(filters).__name__)}")
-    weights = filters.detach().cpu().double()  # (MPS has no float64)
+    weights = _check_filters(filters).cpu().double()
+    threshold = check_float(threshold, "threshold", minimum=0.0, strict_minimum=True, maximum=1.0)  # (MPS has no float64)
     norms = weights.flatten(1).norm(dim=1)
     alive = norms > 1e-3 * norms.max()
     live = weights[alive]
-    k = live.shape[-1]
+    kh, kw = live.shape[-2:]
     u, s, vh = torch.linalg.svd(live.reshape(len(live), 3, -1), full_matrices=False)
     rank1 = s[:, 0] ** 2 / (s ** 2).sum(dim=1)
     mix, pattern = u[:, :, 0], vh[:, 0]
@@ -142,11 +163,15 @@ def filter_statistics(filters: torch.Tensor, *, threshold: float = 0.8) -> dict[
     strong = rank1 >= threshold
     sign = torch.where(pattern.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).double()  # SVD signs are arbitrary
     return {"rank1": rank1.float(), "edge": strong & one_sign & (mean_share < 0.2), "colour": strong & ~one_sign,
-            "colour_mix": (mix * sign).float(), "pattern": (pattern * sign).reshape(-1, k, k).float(), "alive": alive}
+            "colour_mix": (mix * sign).float(), "pattern": (pattern * sign).reshape(-1, kh, kw).float(), "alive": alive}
 
 
 def edge_strength(images: torch.Tensor) -> torch.Tensor:
     """Sobel gradient magnitude of the images' luminance (ITU-R 601 weights): (N, 1, H - 2, W - 2)."""
+    check_images(images)
+    if min(images.shape[-2:]) < 3:
+        raise ValueError(f"images must be at least 3 x 3 pixels for the Sobel filter, got {tuple(images.shape)}")
+    images = images.detach()
     luminance = (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
     sobel = images.new_tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
     kernels = torch.stack([sobel, sobel.T])[:, None]
@@ -165,7 +190,7 @@ def _first_conv_input(model: nn.Module, images: torch.Tensor) -> tuple[nn.Conv2d
     handle = conv.register_forward_pre_hook(grab)
     try:
         with evaluating(model), torch.no_grad():
-            forward_recording(model, images, {})
+            _forward_recording(model, images, {})
     finally:
         handle.remove()
     return conv, seen[0]
@@ -173,7 +198,8 @@ def _first_conv_input(model: nn.Module, images: torch.Tensor) -> tuple[nn.Conv2d
 
 def colourfulness(images: torch.Tensor) -> torch.Tensor:
     """How far each pixel's colour is from grey: the standard deviation over R, G, B, (N, 1, H, W)."""
-    return images.std(dim=1, unbiased=False, keepdim=True)
+    check_images(images)
+    return images.detach().std(dim=1, unbiased=False, keepdim=True)
 
 
 def response_correlation(model: nn.Module, images: torch.Tensor, reference: torch.Tensor,
@@ -196,14 +222,15 @@ def response_correlation(model: nn.Module, images: torch.Tensor, reference: torc
     check_model(model)
     check_images(images, model=model)
     conv, inputs = _first_conv_input(model, images)
-    weights = conv.weight.detach() if filters is None else filters.detach()
-    if weights.ndim != 4 or weights.shape[1:] != conv.weight.shape[1:]:
+    weights = conv.weight.detach() if filters is None else _check_filters(filters, channels=conv.in_channels)
+    if weights.shape[1:] != conv.weight.shape[1:]:
         raise ValueError(f"filters must have shape (C, {', '.join(map(str, conv.weight.shape[1:]))}), "
                          f"got {tuple(weights.shape)}")
-    response = F.conv2d(inputs, weights.to(inputs), stride=conv.stride, dilation=conv.dilation).abs()
-    if reference.ndim != 4 or reference.shape[:2] != (images.shape[0], 1):
+    check_finite(reference, "reference", layout=f"({images.shape[0]}, 1, h, w)")
+    if reference.shape[:2] != (images.shape[0], 1):
         raise ValueError(f"reference must have shape ({images.shape[0]}, 1, h, w), got {tuple(reference.shape)}")
-    target = F.adaptive_avg_pool2d(reference.to(response), response.shape[-2:])
+    response = F.conv2d(inputs, weights.to(inputs), stride=conv.stride, dilation=conv.dilation).abs()
+    target = F.adaptive_avg_pool2d(reference.detach().to(response), response.shape[-2:])
     a = response.transpose(0, 1).flatten(1)
     a = a - a.mean(dim=1, keepdim=True)
     b = target.flatten() - target.mean()
@@ -230,6 +257,8 @@ def top_patches(model: nn.Module, images: torch.Tensor, layer: str, channel: int
     Example:
         >>> patches, values = top_patches(model, photos, pre.info.stages[2], 5)
     """
+    check_model(model)
+    check_layer(model, layer)
     maps = activations(model, images, layer)[layer]
     if maps.ndim != 4:
         raise ValueError(f"layer {layer!r} gives {tuple(maps.shape)}, not (N, C, h, w) feature maps")

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checks import check_float, check_target, gather
+from .checks import check_finite, check_float, check_int, check_target, gather
 
 __all__ = ["Recording", "Objective", "class_logit", "channel", "neuron", "layer_l2", "feature_match", "image_l2",
            "image_tv", "total_variation"]
@@ -92,6 +92,29 @@ def _per_image(index: int | Sequence[int] | torch.Tensor, n: int, device: torch.
     return check_target(torch.as_tensor(index) if isinstance(index, (list, tuple)) else index, n, device, name=name)
 
 
+def _check_index(index: object, name: str) -> object:
+    """An int >= 0, or a non-empty list/tuple/1-D integer tensor of them (one per image), checked when the
+    objective is made; the upper bound (classes, channels) is checked against the model in the first pass."""
+    if isinstance(index, torch.Tensor):
+        if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool or index.ndim > 1:
+            raise TypeError(f"{name} must be an int or a 1-D integer tensor, got a {index.dtype} tensor of shape "
+                            f"{tuple(index.shape)}")
+        values = index.flatten().tolist()
+    else:
+        values = list(index) if isinstance(index, (list, tuple)) else [index]
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    for value in values:
+        check_int(value, name, minimum=0)
+    return index
+
+
+def _check_layer_name(layer: object) -> str:
+    if not isinstance(layer, str) or not layer:
+        raise TypeError(f"layer must be a layer name (a str as in model.named_modules()), got {layer!r}")
+    return layer
+
+
 def _feature_map(recording: Recording, layer: str) -> torch.Tensor:
     acts = recording.activations[layer]
     if acts.ndim == 2:  # a linear layer: (N, C) -> (N, C, 1, 1)
@@ -118,6 +141,8 @@ def class_logit(target: int | Sequence[int] | torch.Tensor) -> Objective:
     Example:
         >>> result = visualize(model, class_logit(309))   # 309: bee
     """
+    _check_index(target, "target")
+
     def fn(r: Recording) -> torch.Tensor:
         return gather(r.logits, _per_image(target, r.logits.shape[0], r.logits.device, "target"))
     return Objective(fn, needs_logits=True, name=f"logit[{target}]")
@@ -125,12 +150,17 @@ def class_logit(target: int | Sequence[int] | torch.Tensor) -> Objective:
 
 def channel(layer: str, index: int | Sequence[int] | torch.Tensor) -> Objective:
     """Mean activation of channel ``index`` of ``layer`` over all positions (one channel, or one per image)."""
+    layer, index = _check_layer_name(layer), _check_index(index, "index")
     return Objective(lambda r: _channels(r, layer, index).mean(dim=(1, 2)), layers=(layer,), name=f"{layer}:{index}")
 
 
 def neuron(layer: str, index: int | Sequence[int] | torch.Tensor, *, y: int | None = None,
            x: int | None = None) -> Objective:
     """Activation of channel ``index`` of ``layer`` at one position (y, x). Default: the centre of the map."""
+    layer, index = _check_layer_name(layer), _check_index(index, "index")
+    y = None if y is None else check_int(y, "y", minimum=0)
+    x = None if x is None else check_int(x, "x", minimum=0)
+
     def fn(r: Recording) -> torch.Tensor:
         maps = _channels(r, layer, index)
         row = maps.shape[1] // 2 if y is None else y
@@ -143,6 +173,7 @@ def neuron(layer: str, index: int | Sequence[int] | torch.Tensor, *, y: int | No
 
 def layer_l2(layer: str) -> Objective:
     """Mean squared activation of a whole layer: DeepDream's objective ("more of whatever is already there")."""
+    layer = _check_layer_name(layer)
     return Objective(lambda r: _feature_map(r, layer).pow(2).mean(dim=(1, 2, 3)), layers=(layer,), name=f"L2({layer})")
 
 
@@ -152,7 +183,10 @@ def feature_match(layer: str, target: torch.Tensor) -> Objective:
     Args:
         layer: Layer name. target: The features to reproduce, (N or 1, C, h, w) like the layer's output.
     """
-    target = target.detach()
+    layer = _check_layer_name(layer)
+    target = check_finite(target, "target", ndim=None, layout="(N, C, ...), the layer's features").detach()
+    if target.ndim < 2:
+        raise ValueError(f"target must be the layer's features (N, C, ...), got shape {tuple(target.shape)}")
 
     def fn(r: Recording) -> torch.Tensor:
         acts = r.activations[layer]
@@ -185,7 +219,8 @@ def total_variation(images: torch.Tensor, *, beta: float = 2.0) -> torch.Tensor:
         >>> total_variation(torch.rand(1, 3, 8, 8))
     """
     beta = check_float(beta, "beta", minimum=1.0)  # below 1 the gradient at 0 is infinite
-    if images.ndim != 4 or min(images.shape[-2:]) < 2:
+    check_finite(images, "images")
+    if min(images.shape[-2:]) < 2:
         raise ValueError(f"images must have shape (N, C, H, W) with H, W >= 2, got {tuple(images.shape)}")
     dx = (images[..., :, 1:] - images[..., :, :-1]).abs().pow(beta)
     dy = (images[..., 1:, :] - images[..., :-1, :]).abs().pow(beta)

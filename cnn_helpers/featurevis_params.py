@@ -24,7 +24,9 @@ import functools
 
 import torch
 
-from .checks import check_bool, check_float, check_generator, check_images, check_int, check_pair
+from .budget import check_memory
+from .checks import check_bool, check_finite, check_float, check_generator, check_images, check_int, check_pair
+from .repro import check_device
 
 __all__ = ["PHOTOS", "colour_correlation", "spectrum_to_image", "fourier_scale", "Parameterization", "pixels",
            "fourier", "radial_spectrum", "high_frequency_share"]
@@ -78,6 +80,8 @@ def fourier_scale(size: int | tuple[int, int], *, decay_power: float = 1.0) -> t
     ``f`` is in cycles per pixel; the constant term (f = 0) gets the weight of the lowest frequency.
     """
     height, width = check_pair(size, "size")
+    check_memory(4 * height * (width // 2 + 1), f"the 1/f scale of a {height}x{width} image (size={size})",
+                 hint="use a smaller size")
     fy = torch.fft.fftfreq(height)[:, None]
     fx = torch.fft.rfftfreq(width)[None, :]
     frequency = (fx ** 2 + fy ** 2).sqrt().clamp_min(1.0 / max(height, width))
@@ -158,7 +162,11 @@ def _shape(size: object, batch: object, images: torch.Tensor | None) -> tuple[in
     height, width = check_pair(size, "size")
     if min(height, width) < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {(height, width)}")
-    return check_int(batch, "batch"), 3, height, width
+    batch = check_int(batch, "batch")
+    # the variables, the image, Adam's two moments and the network's activations: a few copies at least
+    check_memory(8 * 4 * batch * 3 * height * width, f"gradient ascent on {batch} images of {height}x{width} "
+                 f"(size={size}, batch={batch})", hint="use a smaller size or batch")
+    return batch, 3, height, width
 
 
 def pixels(size: int | tuple[int, int] = 128, *, batch: int = 1, decorrelate: bool = False, sd: float = 0.01,
@@ -178,7 +186,7 @@ def pixels(size: int | tuple[int, int] = 128, *, batch: int = 1, decorrelate: bo
     """
     decorrelate = check_bool(decorrelate, "decorrelate")
     shape = _shape(size, batch, images)
-    device = images.device if images is not None else device
+    device = images.device if images is not None else None if device is None else check_device(device)
     start = _initial(images, shape, check_float(sd, "sd", minimum=0.0), check_generator(generator), device, decorrelate)
     return Parameterization(start, kind="pixels", decorrelate=decorrelate, size=shape[2:])
 
@@ -202,7 +210,7 @@ def fourier(size: int | tuple[int, int] = 128, *, batch: int = 1, decorrelate: b
     decorrelate = check_bool(decorrelate, "decorrelate")
     shape = _shape(size, batch, images)
     decay_power = check_float(decay_power, "decay_power", minimum=0.0)
-    device = images.device if images is not None else device
+    device = images.device if images is not None else None if device is None else check_device(device)
     height, width = shape[2:]
     if images is None:
         coefficients = torch.randn((*shape[:2], height, width // 2 + 1, 2), generator=check_generator(generator))
@@ -220,18 +228,20 @@ def radial_spectrum(images: torch.Tensor, *, bins: int = 16) -> tuple[torch.Tens
     """Mean Fourier amplitude (over channels) in rings of frequency up to 0.5 cycles per pixel.
 
     Args:
-        images: (N, C, H, W), any values (each channel's mean is removed first).
-        bins: Rings between 0 and 0.5 cycles per pixel. Default: 16.
+        images: (N, C, H, W), any finite values (each channel's mean is removed first).
+        bins: Rings between 0 and 0.5 cycles per pixel (at most 10,000). Default: 16.
 
     Returns:
         ``(frequencies, amplitude)``: ring centres (bins,) and mean amplitudes (N, bins), on the CPU.
     """
+    check_finite(images, "images")
     height, width = images.shape[-2:]
+    bins = check_int(bins, "bins", maximum=10_000)
     centred = images.detach().float().cpu() - images.detach().float().cpu().mean(dim=(-2, -1), keepdim=True)
     amplitude = torch.fft.rfft2(centred, norm="ortho").abs().mean(dim=1).flatten(1)
     fy, fx = torch.fft.fftfreq(height)[:, None], torch.fft.rfftfreq(width)[None, :]
     frequency = (fx ** 2 + fy ** 2).sqrt().flatten()
-    edges = torch.linspace(0.0, 0.5, check_int(bins, "bins") + 1)
+    edges = torch.linspace(0.0, 0.5, bins + 1)
     inside = (frequency > 0) & (frequency <= 0.5)
     index = torch.bucketize(frequency[inside], edges[1:-1], right=True)
     totals = torch.zeros(amplitude.shape[0], bins).index_add_(1, index, amplitude[:, inside])
@@ -246,8 +256,7 @@ def high_frequency_share(images: torch.Tensor, *, cutoff: float = 0.25) -> torch
     noise spreads it evenly (about 80 %). A measure of how natural an image's fine detail is. A Hann
     window is applied first, so that the jump between opposite edges (the FFT wraps around) does not count.
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {getattr(images, 'shape', type(images).__name__)}")
+    check_finite(images, "images")
     cutoff = check_float(cutoff, "cutoff", minimum=0.0, maximum=0.5)
     x = images.detach().float()
     height, width = x.shape[-2:]

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .checks import check_float, check_generator, check_int
+from .checks import check_finite, check_float, check_generator, check_int
 
 __all__ = ["Transform", "Pad", "Jitter", "RandomScale", "RandomRotate", "Blur", "Compose", "standard_transforms",
            "blur"]
@@ -121,6 +121,7 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of each channel with standard deviation ``sigma`` pixels (edges reflected); same shape."""
     sigma = check_float(sigma, "sigma", minimum=0.0)
+    check_finite(images, "images")
     if sigma == 0:
         return images
     kernel = _gaussian_kernel(sigma).to(images)
