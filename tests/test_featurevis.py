@@ -148,3 +148,17 @@ def test_class_visualization_reaches_its_class_as_top1_on_lite0(lite0):
     with torch.no_grad():
         probs = lite0.model(images).softmax(dim=1)
     assert probs.argmax(dim=1).tolist() == targets and (probs[[0, 1], targets] > 0.5).all()
+
+
+def test_a_day_of_gradient_ascent_is_refused_before_any_work(lite0):
+    from sweep import time_limit
+
+    from cnn_helpers.featurevis_dream import deepdream
+
+    with time_limit(30), pytest.raises(ValueError, match=r"gradient ascent with steps=10000000, .* would take about \d"):
+        visualize(lite0.model, class_logit(1), steps=10**7, size=224)
+    photo = torch.full((1, 3, 224, 224), 0.5)
+    with time_limit(30), pytest.raises(ValueError, match=r"deepdream with octaves=1000, steps=10000 would take about"):
+        deepdream(lite0.model, photo, lite0.info.stages[2], octaves=1000, steps=10_000)
+    with time_limit(30), pytest.raises(ValueError, match=r"size=\(100000, 100000\), batch=1\) would allocate about"):
+        visualize(lite0.model, class_logit(1), steps=1, size=100_000)
