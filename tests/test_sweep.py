@@ -211,6 +211,7 @@ SWEEP: list[Entry] = [
     entry(featurevis_transforms.RandomScale, kinds={"low": "float+", "high": "float+"}),
     entry(featurevis_transforms.RandomRotate, kinds={"degrees": "float0"}),
     entry(featurevis_transforms.Blur, kinds={"sigma": "float0"}),
+    entry(featurevis_transforms.Compose, transforms=[featurevis_transforms.Jitter(1), featurevis_transforms.Blur()]),
     entry(featurevis_transforms.blur, images=IMAGES, sigma=1.0, kinds={"images": "data", "sigma": "float0"}),
     entry(featurevis_transforms.standard_transforms, size=16, expect={"size:huge": "any"}),
 ]
