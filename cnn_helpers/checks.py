@@ -169,6 +169,19 @@ def check_fits_model(tensor: torch.Tensor, model: nn.Module, name: str = "images
         raise TypeError(f"{name} are {tensor.dtype} but the model computes in {dtype}; use {name}.to({dtype})")
 
 
+def check_finite(tensor: object, name: str, *, ndim: int | None = 4, layout: str = "(N, C, H, W)") -> torch.Tensor:
+    """``tensor`` if it is a non-empty float tensor with ``ndim`` dimensions and finite values (any range:
+    features, filters, maps, spectra); TypeError/ValueError naming ``name`` otherwise."""
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor {layout}, got {type(tensor).__name__}"
+                        + (f" of dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor) else ""))
+    if (ndim is not None and tensor.ndim != ndim) or tensor.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty tensor {layout}, got shape {tuple(tensor.shape)}")
+    if tensor.device.type == "meta" or not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} must hold finite values (no NaN or inf, not on the 'meta' device)")
+    return tensor
+
+
 def check_class_indices(labels: torch.Tensor, classes: int, name: str = "labels") -> None:
     """ValueError unless every entry of the integer tensor ``labels`` is a class index in [0, classes)."""
     bad = labels[(labels < 0) | (labels >= classes)]

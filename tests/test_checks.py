@@ -134,3 +134,18 @@ def test_layer_errors_name_the_argument():
         checks.check_layer(model, "x")
     with pytest.raises(ValueError, match="^content_layers: layer 'x' is not"):
         checks.check_layers(model, ["0", "x"], "content_layers")
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (torch.tensor([[1.0, float("nan")]]), ValueError, "finite"), (torch.ones(2, 2).to("meta"), ValueError, "finite"),
+    (torch.ones(2, 3, 1), ValueError, "shape"), (torch.ones(0, 2), ValueError, "non-empty"),
+    (torch.ones(2, 2, dtype=torch.long), TypeError, "float tensor"), ([[1.0]], TypeError, "float tensor")])
+def test_check_finite_refuses(value, error, match):
+    with pytest.raises(error, match=match) as info:
+        checks.check_finite(value, "features", ndim=2, layout="(N, C)")
+    assert "features" in str(info.value)
+
+
+def test_check_finite_accepts_any_range():
+    x = torch.tensor([[-300.0, 2.5]], requires_grad=True)
+    assert checks.check_finite(x, "features", ndim=2) is x

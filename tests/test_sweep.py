@@ -35,6 +35,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from cnn_helpers import attribution, attribution_eval, complexity, data, gradients, models, plotting, repro  # noqa: E402
 from cnn_helpers import architectures, smallnets, training  # noqa: E402
+from cnn_helpers import featurevis, featurevis_dream, featurevis_layers, featurevis_objectives  # noqa: E402
+from cnn_helpers import featurevis_params, featurevis_transforms  # noqa: E402
 from cnn_helpers.registry import model_info  # noqa: E402
 
 CLASSES = 5
@@ -88,6 +90,12 @@ SMALL, DATA, LABELS = Fresh(small_net), Fresh(small_data), Fresh(small_labels)
 TARGET = Fresh(lambda: torch.tensor([1, 3]))
 NO_IMAGES = {"images:grayscale": "any", "images:rgba": "any", "images:3-d": "any"}  # shape-generic image helpers
 META = {"input_size:huge": "any"}  # counted on the meta device: any size is cheap
+IMAGE16 = Fresh(lambda: torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)))  # featurevis: >= 16 px
+CHANNEL = Fresh(lambda: featurevis_objectives.channel("4", 1))
+FILTERS = Fresh(lambda: torch.randn(5, 3, 3, 3, generator=torch.Generator().manual_seed(6)))
+SIGNAL = {"images:uint8 range": "any", "images:normalized": "any", "images:grayscale": "any", "images:rgba": "any"}
+NOT_YET = {"layer:unknown": "any", "target:out of range": "any", "target:out of range tensor": "any",
+           "target:too long": "any"}  # objectives: the model (classes, layer names) is known only in the first pass
 SHOW_IMAGES = {"images:grayscale": "any", "images:3-d": "any", "images:list": "any", "images:float16": "any"}
 
 SWEEP: list[Entry] = [
@@ -152,6 +160,60 @@ SWEEP: list[Entry] = [
     entry(gradients.identity_extension, model=Fresh(lambda: smallnets.plain_net(8, widths=(2, 2, 2))), depth=14),
     entry(training.warmup_cosine, step=3, steps=10, warmup=2, kinds={"step": "int0", "steps": "int+", "warmup": "int0"}),
     entry(architectures.resnet18, num_classes=3, contexts=False),
+    # feature visualization (notebook 04)
+    entry(featurevis.visualize, model=MODEL, objective=CHANNEL, steps=2, size=16, generator=GEN,
+          kinds={"lr": "float+", "batch": "int+", "param": "choice", "transforms": "choice"},
+          expect={"transforms:none": "any"}),
+    entry(featurevis.class_visualization, model=MODEL, target=TARGET, steps=2, size=16, generator=GEN,
+          kinds={"lr": "float+"}, expect={"target:too long": "any"}),
+    entry(featurevis_dream.deepdream, model=MODEL, image=IMAGE16, layer="4", octaves=2, steps=2, generator=GEN,
+          kinds={"octaves": "count", "octave_scale": "float+", "lr": "float+", "jitter": "int0", "smooth": "float0"},
+          expect={"image:batch": "any"}),
+    entry(featurevis_dream.invert_features, model=MODEL, image=IMAGE16, layer="4", steps=2, generator=GEN,
+          kinds={"tv_weight": "float0", "l2_weight": "float0", "lr": "float+", "param": "choice"},
+          expect={"image:batch": "any"}),
+    entry(featurevis_layers.recording, model=MODEL, layers=["2", "4"], kinds={"stop": "bool"}),
+    entry(featurevis_layers.activations, model=MODEL, images=IMAGES, layers=["2", "4"]),
+    entry(featurevis_layers.first_conv, model=MODEL),
+    entry(featurevis_layers.first_layer_filters, model=MODEL),
+    entry(featurevis_layers.filter_images, filters=FILTERS, kinds={"filters": "map"}),
+    entry(featurevis_layers.filter_statistics, filters=FILTERS, kinds={"filters": "map", "threshold": "float+"}),
+    entry(featurevis_layers.edge_strength, images=IMAGES),
+    entry(featurevis_layers.colourfulness, images=IMAGES),
+    entry(featurevis_layers.response_correlation, model=MODEL, images=IMAGES,
+          reference=Fresh(lambda: tiny_heatmap()[:, None]), filters=FILTERS,
+          kinds={"reference": "map", "filters": "map"}),
+    entry(featurevis_layers.top_patches, model=MODEL, images=IMAGES, layer="4", channel=1, k=3, patch=6,
+          kinds={"channel": "int0", "patch": "int+"}),
+    entry(featurevis_params.colour_correlation, names=("cat", "dog"), size=16),
+    entry(featurevis_params.fourier_scale, size=16, kinds={"decay_power": "float0"}),
+    entry(featurevis_params.spectrum_to_image, spectrum=Fresh(lambda: torch.fft.rfft2(tiny_images())), size=(12, 12),
+          kinds={"size": "pair", "decay_power": "float0"}),
+    entry(featurevis_params.pixels, size=16, generator=GEN,
+          kinds={"images": None, "batch": "int+", "decorrelate": "bool", "sd": "float0"}),
+    entry(featurevis_params.fourier, size=16, generator=GEN,
+          kinds={"images": None, "batch": "int+", "decorrelate": "bool", "sd": "float0", "decay_power": "float0"}),
+    entry(featurevis_params.radial_spectrum, images=IMAGES, kinds={"bins": "int+"}, expect=SIGNAL),
+    entry(featurevis_params.high_frequency_share, images=IMAGES, kinds={"cutoff": "float0"}, expect=SIGNAL),
+    entry(featurevis_objectives.class_logit, target=TARGET, expect=NOT_YET),
+    entry(featurevis_objectives.channel, layer="4", index=1, kinds={"index": "int0"}, expect=NOT_YET),
+    entry(featurevis_objectives.neuron, layer="4", index=1, y=0, x=1,
+          kinds={"index": "int0", "y": "int0", "x": "int0"}, expect=NOT_YET),
+    entry(featurevis_objectives.layer_l2, layer="4", expect=NOT_YET),
+    entry(featurevis_objectives.feature_match, layer="4", target=Fresh(lambda: torch.rand(1, 6, 8, 8)),
+          kinds={"target": "map"}, expect=NOT_YET),
+    entry(featurevis_objectives.image_l2),
+    entry(featurevis_objectives.image_tv, kinds={"beta": "float+"}),
+    entry(featurevis_objectives.total_variation, images=Fresh(lambda: torch.randn(2, 3, 5, 6)),
+          kinds={"images": "data", "beta": "float+"}),
+    entry(featurevis_transforms.Pad, pixels=2, kinds={"pixels": "int0", "value": "float0"}),
+    entry(featurevis_transforms.Jitter, pixels=2, kinds={"pixels": "int0"}),
+    entry(featurevis_transforms.RandomScale, kinds={"low": "float+", "high": "float+"}),
+    entry(featurevis_transforms.RandomRotate, kinds={"degrees": "float0"}),
+    entry(featurevis_transforms.Blur, kinds={"sigma": "float0"}),
+    entry(featurevis_transforms.Compose, transforms=[featurevis_transforms.Jitter(1), featurevis_transforms.Blur()]),
+    entry(featurevis_transforms.blur, images=IMAGES, sigma=1.0, kinds={"images": "data", "sigma": "float0"}),
+    entry(featurevis_transforms.standard_transforms, size=16, expect={"size:huge": "any"}),
 ]
 
 
