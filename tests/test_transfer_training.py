@@ -79,5 +79,17 @@ def test_to_rgb():
     grey = torch.rand(2, 1, 28, 28)
     out = to_rgb(grey, size=32)
     assert out.shape == (2, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2]) and 0 <= out.min() and out.max() <= 1
-    with pytest.raises(ValueError, match="images must be"):
+    with pytest.raises(ValueError, match="images must have 4 dimensions"):
         to_rgb(torch.rand(2, 28, 28), size=32)
+    with pytest.raises(ValueError, match=r"images must be \(N, 1 or 3, H, W\)"):
+        to_rgb(torch.rand(2, 2, 28, 28), size=32)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        to_rgb(grey * 255, size=32)
+
+
+def test_to_rgb_converts_raw_uint8_digits():
+    grey = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    raw = (grey * 255).round().to(torch.uint8)  # MNIST as stored
+    torch.testing.assert_close(to_rgb(raw, size=32), to_rgb(grey, size=32), atol=1 / 255, rtol=0)
+    with pytest.raises(ValueError, match=r"size=100000\) would allocate"):
+        to_rgb(grey, size=100_000)
