@@ -37,7 +37,7 @@ from cnn_helpers import attribution, attribution_eval, complexity, data, gradien
 from cnn_helpers import architectures, smallnets, training  # noqa: E402
 from cnn_helpers import featurevis, featurevis_dream, featurevis_layers, featurevis_objectives  # noqa: E402
 from cnn_helpers import featurevis_params, featurevis_transforms  # noqa: E402
-from cnn_helpers import style, style_eval, style_synthesis, transfer, transfer_training  # noqa: E402
+from cnn_helpers import sources, style, style_eval, style_synthesis, transfer, transfer_training  # noqa: E402
 from cnn_helpers.registry import model_info  # noqa: E402
 
 CLASSES = 5
@@ -262,6 +262,9 @@ SWEEP: list[Entry] = [
     entry(transfer_training.stratified_split, labels=Fresh(lambda: torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])),
           per_class=[1, 1], generator=GEN,  # no model, no class count: any non-negative ints are classes
           expect={"labels:too short": "any", "labels:out of range": "any"}),
+    # the valid call needs no weights; a model not on disk is test_sources' offline error (no network attempt)
+    entry(sources.load_from, source="torchvision", name="resnet18", pretrained=False,
+          kinds={"source": "choice", "name": "model name", "pretrained": "bool"}),
     entry(transfer_training.to_rgb, images=Fresh(lambda: torch.rand(2, 1, 6, 6, generator=seeded())), size=8,
           expect=NO_IMAGES),
 ]
