@@ -84,8 +84,10 @@ def _progress(total: int):
 
 
 def _check_run(model: nn.Module, steps: int, optimizer: str, lr: float | None, upsample: int, clamp_every: int,
-               centred: bool, pixels: bool, progress: bool) -> float:
+               centred: bool, pixels: bool, progress: bool, callback: object) -> float:
     check_model(model)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function callback(iterations_done, image) or None, got {callback!r}")
     check_int(steps, "steps")
     check_choice(optimizer, "optimizer", OPTIMIZERS)
     check_int(upsample, "upsample", maximum=4)
@@ -142,7 +144,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
         >>> image, history = style_transfer(pre.model, cat, scream, style_layers=pre.info.style_layers,
         ...                                 content_layers=pre.info.content_layers)
     """
-    lr = _check_run(model, steps, optimizer, lr, upsample, clamp_every, centred, pixels, progress)
+    lr = _check_run(model, steps, optimizer, lr, upsample, clamp_every, centred, pixels, progress, callback)
     check_images(content, name="content", model=model)
     check_images(style, name="style", model=model)
     if style.shape[0] != 1:
@@ -197,7 +199,7 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
     Example:
         >>> image, history = synthesize_texture(pre.model, brick, size=128, style_layers=pre.info.style_layers)
     """
-    lr = _check_run(model, steps, optimizer, lr, upsample, clamp_every, centred, pixels, progress)
+    lr = _check_run(model, steps, optimizer, lr, upsample, clamp_every, centred, pixels, progress, callback)
     check_images(exemplar, name="exemplar", model=model)
     if exemplar.shape[0] != 1:
         raise ValueError(f"exemplar must be one image (1, 3, H, W), got a batch of {exemplar.shape[0]}")
