@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_bool, check_images, check_int, check_layers, check_model, evaluating
+from .checks import check_bool, check_finite, check_images, check_int, check_layers, check_model, evaluating
 
 __all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_loss", "content_loss", "Stats",
            "PIXELS"]
@@ -55,13 +55,7 @@ def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tenso
     Example:
         >>> gram_matrix(torch.ones(1, 2, 3, 3))   # [[[1., 1.], [1., 1.]]]
     """
-    if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 4:
-        raise ValueError(f"features must be a float tensor (N, C, H, W), got {getattr(features, 'shape', type(features))}")
-    if features.device.type == "meta" or not features.numel():
-        raise ValueError(f"features must hold values, got an empty or 'meta' tensor of shape {tuple(features.shape)}")
-    if not torch.isfinite(features).all():
-        raise ValueError("features hold NaN or infinite values")
-    return _gram(features, check_bool(centred, "centred"))
+    return _gram(check_finite(features, "features"), check_bool(centred, "centred"))
 
 
 def _gram(features: torch.Tensor, centred: bool) -> torch.Tensor:
