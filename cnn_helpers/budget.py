@@ -9,6 +9,8 @@ start swapping because of a typo (``stride=1`` on a 4000 x 4000 photo, ``size=22
 * :func:`check_cost`: forward (and backward) passes times the model's MACs per image, counted on the
   ``meta`` device (no memory, no time), at a typical throughput of the device: a warning above
   two minutes, a ValueError with the estimate above a day;
+* :func:`check_steps`: the same for the fixed cost of each step of a loop (a tiny model's millions of
+  optimizer steps take hours although each pass costs nothing);
 * :func:`meta_forward`: run a model on a ``meta`` input with ``meta`` copies of its weights (shapes and
   MAC counts for any input size; the model itself is untouched).
 """
@@ -26,7 +28,7 @@ from torch import nn
 
 from .checks import evaluating
 
-__all__ = ["CostWarning", "check_memory", "check_cost", "meta_forward", "without_hooks", "image_macs",
+__all__ = ["CostWarning", "check_memory", "check_cost", "check_steps", "meta_forward", "without_hooks", "image_macs",
            "WARN_SECONDS", "REFUSE_SECONDS", "WARN_BYTES", "REFUSE_BYTES"]
 
 WARN_BYTES, REFUSE_BYTES = 1 << 30, 8 << 30
@@ -36,6 +38,8 @@ WARN_SECONDS, REFUSE_SECONDS = 120.0, 24 * 3600.0
 # one image forward and backward; a student's GPU is several times slower), Apple's MPS. Estimates are meant to
 # be right within a factor of a few.
 MACS_PER_SECOND = {"cpu": 2e10, "cuda": 1e12, "mps": 2e11}
+# the least one optimizer step costs in Python and autograd, however small the model (a linear probe: ~0.3 ms)
+STEP_SECONDS = 1e-4
 # an upper bound per input pixel (VGG-16: 15.5 GMACs at 224 px); below it no model needs to be measured
 _MAX_MACS_PER_PIXEL = 20e9 / (224 * 224)
 _MACS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(C, H, W): MACs of one image}
@@ -130,6 +134,21 @@ def check_cost(model: nn.Module, images: torch.Tensor, passes: float, what: str,
     message = (f"{what} would take about {_duration(seconds)} on this {device.upper()}: {passes:,.0f} "
                f"{'forward and backward ' if backward else 'forward '}passes of a {images.shape[-2]}x{images.shape[-1]} "
                f"image, {macs / 1e9:,.{0 if macs >= 1e10 else 2}f} GMACs each" + (f"; {hint}" if hint else ""))
+    if seconds > REFUSE_SECONDS:
+        raise ValueError(message)
+    if seconds > WARN_SECONDS:
+        warnings.warn(message, CostWarning, stacklevel=3)
+
+
+def check_steps(steps: float, what: str, hint: str = "") -> None:
+    """Warn when ``steps`` iterations of a loop take minutes at their fixed cost alone; ValueError above a day.
+
+    Example:
+        >>> check_steps(epochs * batches, f"linear_probe with epochs={epochs}", hint="use fewer epochs")
+    """
+    seconds = steps * STEP_SECONDS
+    message = (f"{what} would take at least {_duration(seconds)}: {steps:,.0f} steps of about "
+               f"{STEP_SECONDS * 1e3:g} ms each" + (f"; {hint}" if hint else ""))
     if seconds > REFUSE_SECONDS:
         raise ValueError(message)
     if seconds > WARN_SECONDS:

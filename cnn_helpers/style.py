@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images, check_int, check_layers, check_model
+from .checks import check_bool, check_finite, check_images, check_int, check_layers, check_model, evaluating
 
 __all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_loss", "content_loss", "Stats",
            "PIXELS"]
@@ -55,8 +55,11 @@ def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tenso
     Example:
         >>> gram_matrix(torch.ones(1, 2, 3, 3))   # [[[1., 1.], [1., 1.]]]
     """
-    if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 4:
-        raise ValueError(f"features must be a float tensor (N, C, H, W), got {getattr(features, 'shape', type(features))}")
+    return _gram(check_finite(features, "features"), check_bool(centred, "centred"))
+
+
+def _gram(features: torch.Tensor, centred: bool) -> torch.Tensor:
+    """:func:`gram_matrix` without the checks (inside the optimization loop: no synchronizing ``isfinite``)."""
     n, c, h, w = features.shape
     flat = features.reshape(n, c, h * w)
     if centred:
@@ -97,26 +100,26 @@ def _zoom(images: torch.Tensor, upsample: int) -> torch.Tensor:
 
 def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple[str, ...], *,
                  upsample: int = 1) -> dict[str, torch.Tensor]:
-    """Feature maps of the named layers, ``{name: (N, C, h, w)}``; gradients flow back to ``images``.
+    """Feature maps of the named layers, ``{name: (N, C, h, w)}``, in eval mode; gradients flow back to ``images``.
+
+    A building block of an optimization loop: the maps stay attached to the autograd graph (outside
+    ``torch.no_grad()``), so a loss computed from them can be differentiated.
 
     Args:
-        model: Takes (N, 3, H, W) images in [0, 1]. Its modes are left as they are (call it in eval mode).
-        images: (N, 3, H, W) in [0, 1].
+        model: Takes (N, 3, H, W) images in [0, 1]. Run in eval mode (no dropout, batch-norm statistics
+            fixed: the maps of a style do not depend on chance); every module's mode is restored afterwards.
+        images: (N, 3, H, W) in [0, 1], in the model's dtype and on its device.
         layers: Submodule names (``pre.info.style_layers``). A module called twice gives its first output.
         upsample: Feed the images enlarged by this factor (bilinear). Default: 1.
 
     Example:
         >>> maps = feature_maps(pre.model, image, pre.info.style_layers)
     """
-    check_model(model)
-    check_images(images, model=model)
-    layers = check_layers(model, layers)
-    upsample = check_int(upsample, "upsample", maximum=4)
-    return _taps(model, _zoom(images, upsample), layers)
+    return style_maps(model, images, layers, upsample=upsample, pixels=False)
 
 
 def _statistics(maps: dict[str, torch.Tensor], centred: bool) -> Stats:
-    return {name: (gram_matrix(f, centred=centred), f.mean(dim=(2, 3))) for name, f in maps.items()}
+    return {name: (_gram(f, centred), f.mean(dim=(2, 3))) for name, f in maps.items()}
 
 
 def _relative(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -136,10 +139,12 @@ def style_loss(features: dict[str, torch.Tensor], targets: Stats, *, centred: bo
     Returns:
         (N,): mean over layers of ``||G - G_s||² / ||G_s||²`` (+ the same for the means when centred).
     """
+    centred = check_bool(centred, "centred")
+    _check_maps(features, targets, "features")
     total = 0.0
     for name, (gram, mean) in targets.items():
         f = features[name]
-        term = _relative(gram_matrix(f, centred=centred), gram)
+        term = _relative(_gram(f, centred), gram)
         if centred:
             term = term + _relative(f.mean(dim=(2, 3)), mean)
         total = total + term
@@ -148,7 +153,19 @@ def style_loss(features: dict[str, torch.Tensor], targets: Stats, *, centred: bo
 
 def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """(N,): mean over layers of ``||F - F_c||² / ||F_c||²`` (feature maps of the same size)."""
+    _check_maps(features, targets, "features")
     return sum(_relative(features[name], target) for name, target in targets.items()) / len(targets)
+
+
+def _check_maps(features: object, targets: object, name: str) -> None:
+    """TypeError/ValueError unless ``features`` is a dict of tensors holding every layer of ``targets`` (no sync)."""
+    if not isinstance(targets, dict) or not targets:
+        raise TypeError(f"targets must be a non-empty dict layer -> target statistics, got {type(targets).__name__}")
+    if not isinstance(features, dict) or not all(isinstance(v, torch.Tensor) for v in features.values()):
+        raise TypeError(f"{name} must be a dict layer -> (N, C, H, W) tensor, got {type(features).__name__}")
+    missing = [k for k in targets if k not in features]
+    if missing:
+        raise ValueError(f"{name} lack the layers {missing} of the targets (have {list(features)})")
 
 
 def _check_size(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) -> None:
@@ -159,9 +176,20 @@ def _check_size(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) 
                              f"(its feature map is {f.shape[-2]}x{f.shape[-1]}); use at least {need} px")
 
 
-def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str], *, upsample: int,
-               pixels: bool) -> dict[str, torch.Tensor]:
-    """:func:`feature_maps` without the checks, plus the images themselves as ``PIXELS`` when ``pixels``."""
+def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple[str, ...], *, upsample: int = 1,
+               pixels: bool = False) -> dict[str, torch.Tensor]:
+    """:func:`feature_maps`, plus the images themselves as ``PIXELS`` when ``pixels`` (attached to the graph)."""
+    check_model(model)
+    check_images(images, model=model)
+    layers = check_layers(model, layers)
+    upsample = check_int(upsample, "upsample", maximum=4)
+    check_bool(pixels, "pixels")
+    with evaluating(model):
+        return _maps(model, images, layers, upsample, pixels)
+
+
+def _maps(model: nn.Module, images: torch.Tensor, layers: list[str], upsample: int, pixels: bool) -> dict[str, torch.Tensor]:
+    """:func:`style_maps` without the checks and the mode switch (inside the optimization loop)."""
     maps = _taps(model, _zoom(images, upsample), layers)
     return {PIXELS: images, **maps} if pixels else maps
 
@@ -171,9 +199,17 @@ def style_targets(model: nn.Module, style: torch.Tensor, style_layers: list[str]
     """The style image's statistics ``{layer: (Gram (1, C, C), channel means (1, C))}`` (no gradients).
 
     With ``pixels``, the image itself is a layer too (key ``PIXELS``): its mean colour and colour covariance.
+    The model runs in eval mode (every module's mode restored afterwards).
     """
-    maps = feature_maps(model, style, style_layers, upsample=upsample)
-    _check_size(maps, style, "style")
-    if pixels:
-        maps = {PIXELS: style, **maps}
-    return {k: (g.detach(), m.detach()) for k, (g, m) in _statistics(maps, centred).items()}
+    check_model(model)
+    check_images(style, name="style", model=model)
+    style_layers = check_layers(model, style_layers, "style_layers")
+    upsample = check_int(upsample, "upsample", maximum=4)
+    centred, pixels = check_bool(centred, "centred"), check_bool(pixels, "pixels")
+    style = style.detach().contiguous()  # channels-last memory gives the same statistics
+    with evaluating(model), torch.no_grad():
+        maps = _taps(model, _zoom(style, upsample), style_layers)
+        _check_size(maps, style, "style")
+        if pixels:
+            maps = {PIXELS: style, **maps}
+        return {k: (g.detach(), m.detach()) for k, (g, m) in _statistics(maps, centred).items()}

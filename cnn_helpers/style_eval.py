@@ -40,6 +40,7 @@ def style_distance(model: nn.Module, images: torch.Tensor, style: torch.Tensor, 
         >>> judge = load_pretrained("efficientnet_lite2")
         >>> style_distance(judge.model, result, scream, layers=judge.info.style_layers)
     """
+    check_model(model)
     check_images(style, name="style", model=model)
     with evaluating(model):
         maps = feature_maps(model, images, layers)

@@ -26,8 +26,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .checks import (batch_size_for, check_bool, check_choice, check_generator, check_int, check_layer, check_layers,
-                     check_model, evaluating, model_device)
+from .budget import check_memory
+from .checks import (batch_size_for, check_bool, check_choice, check_generator, check_images, check_int, check_layer,
+                     check_layers, check_model, evaluating, model_device)
 
 __all__ = ["STRATEGIES", "extract_features", "last_linear", "prepare", "next_layer", "upper_part", "seed_from"]
 
@@ -42,8 +43,8 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
     """What a layer of ``model`` computes for each image, in eval mode, batched, without gradients.
 
     Args:
-        model: Any ``nn.Module`` (left exactly as it was: modes, hooks, parameters).
-        images: (N, C, H, W) float input of the model.
+        model: Any ``nn.Module`` taking images (left exactly as it was: modes, hooks, parameters).
+        images: (N, C, H, W) in [0, 1] (the course's models normalize inside), in the model's dtype.
         layer: A submodule name, a list of names (one pass for all), or None: the input of the last
             ``nn.Linear`` (the penultimate features that the classifier head sees). Default: None.
         pool: Average each (N, C, h, w) map over its positions to (N, C): True (all), False (none) or the
@@ -60,7 +61,7 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
         >>> feats = extract_features(pre.model, images)                     # (N, 1280) for EfficientNet-Lite0
     """
     check_model(model)
-    _check_inputs(images)
+    check_images(images, model=model, channels=None)  # a channel count the model does not take: see _run
     check_bool(inputs, "inputs")
     names = [last_linear(model)] if layer is None else check_layers(model, layer, "layer")
     if isinstance(pool, bool):
@@ -85,7 +86,7 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
     try:
         with evaluating(model), torch.no_grad():
             for chunk in images.split(batch_size):
-                model(chunk.to(device))
+                _run(model, chunk.to(device))
     finally:
         for handle in handles:
             handle.remove()
@@ -93,14 +94,19 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
     return out if isinstance(layer, (list, tuple)) else out[names[0]]
 
 
-def _check_inputs(images: object) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point() or not len(images):
-        raise ValueError(f"images must be a non-empty float tensor (N, C, H, W), got "
-                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+def _run(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """``model(images)``; input the model cannot take (channels, size) is a ValueError naming ``name``."""
+    try:
+        return model(images)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as error:  # torch says what did not fit (e.g. "expected input ... to have 3 channels")
+        raise ValueError(f"the model cannot take {name} of shape {tuple(images.shape)}: {error}") from error
 
 
 def last_linear(model: nn.Module) -> str:
     """The name of the last ``nn.Linear`` of ``model`` (the classifier head of every registry model)."""
+    check_model(model)
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not names:
         raise ValueError("model has no nn.Linear layer: name the head (head=...) or the layer (layer=...)")
@@ -147,7 +153,9 @@ def prepare(model: nn.Module, num_classes: int, *, strategy: str, trainable_from
     if not isinstance(check_layer(model, head), nn.Linear):
         raise ValueError(f"head {head!r} must be an nn.Linear, got {type(model.get_submodule(head)).__name__}")
     if trainable_from is not None:
-        check_layer(model, trainable_from)
+        check_layer(model, trainable_from, "trainable_from")
+    old = model.get_submodule(head)
+    check_memory(old.in_features * num_classes * old.weight.element_size(), f"a head with num_classes={num_classes}")
     new = copy.deepcopy(model)
     old = new.get_submodule(head)
     with torch.random.fork_rng(devices=[]):
@@ -203,6 +211,7 @@ class _Chain(nn.Module):
 
 def _chain_from(model: nn.Module, layer: str, *, inclusive: bool) -> list[tuple[str, nn.Module]]:
     """``layer`` (if inclusive) and the modules after it, in registration order, up through its ancestors."""
+    check_model(model)
     check_layer(model, layer)
     path, parts = layer.split("."), []
     for depth in range(len(path), 0, -1):
@@ -236,16 +245,18 @@ def upper_part(model: nn.Module, layer: str, *, example: torch.Tensor) -> nn.Mod
 
     Args:
         model: The classifier (e.g. what :func:`prepare` returned). layer: First layer of the upper part.
-        example: A few (N, C, H, W) inputs of ``model`` for the check.
+        example: A few (N, C, H, W) images in [0, 1] (inputs of ``model``) for the check.
 
     Returns:
         An ``nn.Module``: (N, ...) input of ``layer`` -> (N, classes) logits, equal to ``model``'s.
     """
     check_model(model)
+    check_images(example, name="example", model=model, channels=None)
     upper = _Chain(_chain_from(model, layer, inclusive=True))
+    with evaluating(model), torch.no_grad():
+        expected = _run(model, example.to(model_device(model)), "example")
     hidden = extract_features(model, example, layer=layer, pool=False, inputs=True)
     with evaluating(model), torch.no_grad():
-        expected = model(example.to(model_device(model)))
         try:
             got = upper(hidden.to(model_device(model)))
         except RuntimeError:  # shapes that do not fit: the same verdict as different values

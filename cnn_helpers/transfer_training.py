@@ -7,6 +7,7 @@ epochs instead of steps, curves of accuracy and loss per epoch, images or cached
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_generator, check_int
+from .budget import CostWarning, check_cost, check_memory, check_steps
+from .checks import check_generator, check_images, check_int, check_model, grad_enabled
 from .training import Transform, check_data, evaluate, fit
 from .transfer import seed_from
 
@@ -61,24 +63,42 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     Example:
         >>> curves = train_classifier(net, (x, y), (x_val, y_val), epochs=10, generator=g)
     """
-    x, y = _as_maps(train[0]), train[1]
-    check_data(x, y, "train inputs")
-    val = None if val is None else (_as_maps(val[0]), val[1])
+    check_model(model)
+    x, y = _pair(train, "train")
+    val = None if val is None else _pair(val, "val")
     epochs = check_int(epochs, "epochs")
     batch_size = min(check_int(batch_size, "batch_size"), len(x))
     per_epoch, steps = len(x) // batch_size, epochs * (len(x) // batch_size)
     every = steps if every is None else per_epoch * check_int(every, "every")
-    history = fit(model, x, y, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer,
-                  weight_decay=weight_decay, warmup=max(1, min(20, steps // 10)), val=val,
-                  eval_every=every, transform=transform, generator=generator, progress=progress)
+    evaluations = (steps // every + 1) * (len(x) + (0 if val is None else len(val[0])))
+    what = f"train_classifier with epochs={epochs}"
+    check_steps(steps, what, "use fewer epochs")
+    check_cost(model, x, 3 * steps * batch_size + evaluations, what, hint="use fewer epochs")  # backward: 3 passes
+    with warnings.catch_warnings():  # fit's own estimate (a part of the one above) would say it again
+        warnings.filterwarnings("ignore", "fit with steps", CostWarning)
+        history = fit(model, x, y, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer,
+                      weight_decay=weight_decay, warmup=max(1, min(20, steps // 10)), val=val,
+                      eval_every=every, transform=transform, generator=generator, progress=progress)
     return Curves(epochs=[s // per_epoch for s in history.eval_steps], train_loss=history.train_loss,
                   train_accuracy=[1 - e for e in history.train_error], val_loss=history.val_loss,
                   val_accuracy=[1 - e for e in history.val_error])
 
 
+def _pair(data: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, labels)`` checked, 2-d features as (N, D, 1, 1) maps."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (inputs, labels), got {type(data).__name__}")
+    x, y = _as_maps(data[0]), data[1]
+    check_data(x, y, f"{name} inputs")
+    return x, y
+
+
 def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``inputs`` (images, or cached features) that ``model`` classifies correctly, in eval mode."""
-    return 1.0 - evaluate(model, _as_maps(inputs), labels)[0]
+    check_model(model)
+    inputs = _as_maps(inputs)
+    check_data(inputs, labels, "inputs", model=model)
+    return 1.0 - evaluate(model, inputs, labels)[0]
 
 
 class _Standardize(nn.Module):
@@ -106,15 +126,18 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tens
 
     Reference: Alain & Bengio, "Understanding intermediate layers using linear classifier probes", 2016.
     """
-    feats, labels = train
+    feats, labels = train if isinstance(train, (tuple, list)) and len(train) == 2 else (None, None)
     if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
         raise ValueError(f"train features must be a (N, D) tensor, got {tuple(getattr(feats, 'shape', ()))}")
-    mean, std = feats.mean(0), feats.std(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature stays 0 after centring
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed_from(generator))
-        linear = nn.Linear(feats.shape[1], int(labels.max()) + 1)
-    probe = nn.Sequential(_Standardize(mean, std), linear).to(feats.device)
+    _pair(train, "train")
+    epochs, generator = check_int(epochs, "epochs"), check_generator(generator)
+    with grad_enabled():  # a probe made inside inference_mode() could not be trained
+        mean, std = feats.mean(0), feats.std(0) if len(feats) > 1 else torch.ones_like(feats[0])
+        std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature stays 0 after centring
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_from(generator))
+            linear = nn.Linear(feats.shape[1], int(labels.max()) + 1)
+        probe = nn.Sequential(_Standardize(mean.clone(), std.clone()), linear).to(feats.device)
     curves = train_classifier(probe, train, val, epochs=epochs, lr=lr, batch_size=min(256, len(feats)),
                               optimizer="adam", weight_decay=weight_decay, generator=generator)
     return probe, curves
@@ -140,6 +163,10 @@ def stratified_split(labels: torch.Tensor, per_class: Sequence[int], *,
     """
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype != torch.int64:
         raise ValueError(f"labels must be a (N,) int64 tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.device.type == "meta" or (len(labels) and labels.min() < 0):
+        raise ValueError("labels must be class indices >= 0 (on a real device)")
+    if not isinstance(per_class, (list, tuple)) or not per_class:
+        raise TypeError(f"per_class must be a non-empty list of ints, got {per_class!r}")
     counts = [check_int(n, "per_class entries", minimum=0) for n in per_class]
     generator = check_generator(generator)
     sets: list[list[torch.Tensor]] = [[] for _ in counts]
@@ -155,9 +182,15 @@ def stratified_split(labels: torch.Tensor, per_class: Sequence[int], *,
 
 
 def to_rgb(images: torch.Tensor, *, size: int) -> torch.Tensor:
-    """(N, 1 or 3, H, W) images in [0, 1] -> (N, 3, size, size): resized (bilinear, antialiased), grey copied to RGB."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, 1 or 3, H, W), got {tuple(getattr(images, 'shape', ()))}")
+    """(N, 1 or 3, H, W) images in [0, 1] (or uint8 in [0, 255]) -> (N, 3, size, size) float32: resized (bilinear,
+    antialiased), grey copied to RGB, detached."""
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        images = images.float() / 255  # raw digits as stored: 0-255
+    check_images(images, channels=None)
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, 1 or 3, H, W), got {tuple(images.shape)}")
     size = check_int(size, "size")
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    check_memory(len(images) * 3 * size * size * 4, f"{len(images)} images of {size}x{size} px (size={size})",
+                 "use a smaller size")
+    out = F.interpolate(images.detach().float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()

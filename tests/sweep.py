@@ -36,6 +36,7 @@ from torch import nn
 TIME_LIMIT = 10.0  # seconds per case; a tiny valid call takes milliseconds
 MEMORY_LIMIT = 2 << 30  # bytes a case may allocate beyond what the process holds
 CLEAR_ERRORS = (TypeError, ValueError, FileNotFoundError)
+VOLATILE = {"seconds"}  # result keys not compared between calls
 
 
 class Fresh:
@@ -180,6 +181,7 @@ class Entry:
     state: bool = True  # False for functions that change the model by design (training, randomization)
     contexts: bool = True  # also run the valid call inside no_grad() and inference_mode()
     atol: float = 1e-5
+    attached: bool = False  # a building block of an optimization loop: its result may stay attached to the graph
 
     @property
     def name(self) -> str:
@@ -203,11 +205,13 @@ class Entry:
 
 
 def entry(fn: Callable[..., Any], *, kinds: dict[str, str | None] | None = None, expect: dict[str, str] | None = None,
-          state: bool = True, contexts: bool = True, atol: float = 1e-5, **valid: Any) -> Entry:
+          state: bool = True, contexts: bool = True, atol: float = 1e-5, attached: bool = False, **valid: Any) -> Entry:
     """An :class:`Entry` for ``fn`` called with ``valid`` keyword arguments (``Fresh(factory)`` for models/tensors).
 
     Arguments named as in :data:`KIND_BY_NAME` are swept with that kind, whether given or left at their
     default; ``kinds`` adds others (``{"sigma": "float+"}``) or switches one off (``{"size": None}``).
+    ``attached=True``: the function is a building block of an optimization loop (feature maps, a loss) whose
+    result legitimately stays attached to the autograd graph; every other check still applies.
     """
     params = inspect.signature(fn).parameters
     unknown = set(valid) - set(params)
@@ -218,7 +222,7 @@ def entry(fn: Callable[..., Any], *, kinds: dict[str, str | None] | None = None,
     for name, kind in swept.items():
         assert kind in KINDS, f"unknown kind {kind!r}"
         assert name in valid or params[name].default is not inspect.Parameter.empty, f"give a valid {name}"
-    return Entry(fn, valid, swept, expect or {}, state, contexts, atol)
+    return Entry(fn, valid, swept, expect or {}, state, contexts, atol, attached)
 
 
 # ------------------------------------------------------------------------------------------ the runner
@@ -286,11 +290,11 @@ def _walk(value: Any, depth: int = 0) -> Iterator[Any]:
             yield from _walk(getattr(value, f.name), depth + 1)
 
 
-def check_result(result: Any) -> None:
-    """No NaN/inf anywhere in the result, and no returned tensor attached to an autograd graph."""
+def check_result(result: Any, attached: bool = False) -> None:
+    """No NaN/inf anywhere in the result, and no returned tensor attached to an autograd graph (unless ``attached``)."""
     for value in _walk(result):
         if isinstance(value, torch.Tensor):
-            assert not value.requires_grad, "a returned tensor requires grad (results must be detached)"
+            assert attached or not value.requires_grad, "a returned tensor requires grad (results must be detached)"
             if value.device.type != "meta" and (value.is_floating_point() or value.is_complex()):
                 assert torch.isfinite(value).all(), "the result holds NaN or inf"
         elif isinstance(value, np.ndarray):
@@ -309,8 +313,8 @@ def same_result(a: Any, b: Any, atol: float) -> bool:
         return math.isclose(a, b, rel_tol=1e-3, abs_tol=atol)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(same_result(x, y, atol) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_result(a[k], b[k], atol) for k in a)
+    if isinstance(a, dict) and isinstance(b, dict):  # wall-clock times (a history's "seconds") never repeat
+        return a.keys() == b.keys() and all(same_result(a[k], b[k], atol) for k in a if k not in VOLATILE)
     return True
 
 

@@ -146,3 +146,13 @@ def test_measuring_passes_do_not_call_the_users_hooks():
     assert calls == [] and helpers.hooks(model) == 1
     model(torch.zeros(1, 3, 8, 8))
     assert calls == [1]  # the hook is still there and works
+
+
+def test_check_steps_warns_then_refuses_at_the_fixed_cost_per_step():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        budget.check_steps(1000, "a short loop")
+    with pytest.warns(budget.CostWarning, match="a long loop would take at least 4 min"):
+        budget.check_steps(2 * budget.WARN_SECONDS / budget.STEP_SECONDS, "a long loop")
+    with pytest.raises(ValueError, match=r"would take at least [\d,]+ h: 1,000,000,000,000 steps .*; use fewer"):
+        budget.check_steps(1e12, "an endless loop", "use fewer")

@@ -42,7 +42,7 @@ def test_gram_matrix_is_covariance_plus_means_and_ignores_positions(generator):
 
 @pytest.mark.parametrize("bad", [torch.ones(2, 3, 4), torch.ones(1, 2, 3, 3, dtype=torch.long), "features"])
 def test_gram_matrix_rejects_non_feature_maps(bad):
-    with pytest.raises(ValueError, match="features must be a float tensor"):
+    with pytest.raises((TypeError, ValueError), match="features must be a (float|non-empty) tensor"):
         style.gram_matrix(bad)
 
 
@@ -121,3 +121,27 @@ def test_pixels_are_a_layer_of_colour_statistics(generator):
     assert torch.allclose(mean, image.mean(dim=(2, 3)))
     maps = style.style_maps(model, image, LAYERS, upsample=1, pixels=True)
     assert maps[style.PIXELS] is image and style.style_loss(maps, targets).abs().item() < 1e-10
+
+
+def test_maps_and_style_statistics_do_not_depend_on_the_models_mode(generator):
+    """A model left in training mode (dropout on) gives the eval-mode maps, and gets its modes back."""
+    model = tiny_model(generator)
+    model.net.insert(2, nn.Dropout(0.5))  # after the first ReLU: net.1 stays the first tap
+    x = torch.rand(1, 3, 8, 8, generator=generator)
+    expected = style.style_targets(model, x, ["net.1", "net.4"])
+    model.train()
+    before = snapshot(model)
+    for _ in range(3):
+        again = style.style_targets(model, x, ["net.1", "net.4"])
+        assert all(torch.equal(again[k][0], expected[k][0]) for k in expected)
+    maps = style.feature_maps(model, x, ["net.4"])
+    assert maps["net.4"].requires_grad  # a building block of the optimization: attached to the graph
+    assert_unchanged(before, snapshot(model))
+
+
+def test_gram_matrix_refuses_values_that_would_give_nan():
+    for bad in (torch.full((1, 2, 3, 3), float("nan")), torch.full((1, 2, 3, 3), float("inf")), torch.ones(0, 2, 3, 3)):
+        with pytest.raises(ValueError, match="features"):
+            style.gram_matrix(bad)
+    with pytest.raises(TypeError, match="centred"):
+        style.gram_matrix(torch.ones(1, 2, 3, 3), centred=1)

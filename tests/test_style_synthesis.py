@@ -119,3 +119,28 @@ def test_bad_inputs_get_clear_errors(generator):
         synthesize_texture(model, style, size=0, style_layers=LAYERS)
     with pytest.raises(ValueError, match=r"size of 1x1 px is too small"):
         synthesize_texture(model, style, size=4, octaves=3, style_layers=LAYERS, upsample=1)
+
+
+def test_huge_sizes_and_step_counts_are_refused_before_any_work(generator):
+    model, exemplar = tiny_model(generator), torch.rand(1, 3, 8, 8, generator=generator)
+    options = {"style_layers": LAYERS, "optimizer": "adam", "generator": generator}
+    with pytest.raises(ValueError, match=r"size=100000.*would allocate about"):
+        synthesize_texture(model, exemplar, size=100_000, steps=2, **options)
+    with pytest.raises(ValueError, match=r"steps=10000000000.*would take"):
+        synthesize_texture(model, exemplar, size=8, steps=10**10, **options)
+    with pytest.raises(ValueError, match=r"steps=10000000000.*would take"):
+        style_transfer(model, exemplar, exemplar, style_layers=LAYERS, content_layers=LAYERS[-1:], steps=10**10)
+
+
+def test_inside_inference_mode_and_with_channels_last_the_result_is_the_same(generator):
+    model, content = tiny_model(generator), torch.rand(1, 3, 8, 8, generator=generator)
+    style_image = torch.rand(1, 3, 8, 8, generator=generator)
+
+    def run_once(c, s):
+        return style_transfer(model, c, s, style_layers=LAYERS, content_layers=LAYERS[-1:], steps=3)[0]
+
+    expected = run_once(content, style_image)
+    with torch.inference_mode():
+        torch.testing.assert_close(run_once(content, style_image), expected, rtol=0, atol=0)
+    last = content.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(run_once(last, style_image.contiguous(memory_format=torch.channels_last)), expected)

@@ -37,6 +37,7 @@ from cnn_helpers import attribution, attribution_eval, complexity, data, gradien
 from cnn_helpers import architectures, smallnets, training  # noqa: E402
 from cnn_helpers import featurevis, featurevis_dream, featurevis_layers, featurevis_objectives  # noqa: E402
 from cnn_helpers import featurevis_params, featurevis_transforms  # noqa: E402
+from cnn_helpers import sources, style, style_eval, style_synthesis, transfer, transfer_training  # noqa: E402
 from cnn_helpers.registry import model_info  # noqa: E402
 
 CLASSES = 5
@@ -214,6 +215,58 @@ SWEEP: list[Entry] = [
     entry(featurevis_transforms.Compose, transforms=[featurevis_transforms.Jitter(1), featurevis_transforms.Blur()]),
     entry(featurevis_transforms.blur, images=IMAGES, sigma=1.0, kinds={"images": "data", "sigma": "float0"}),
     entry(featurevis_transforms.standard_transforms, size=16, expect={"size:huge": "any"}),
+    # style (notebook 05)
+    entry(style.gram_matrix, features=Fresh(lambda: torch.randn(2, 4, 5, 5)), kinds={"features": "data", "centred": "bool"}),
+    # feature maps and losses are building blocks of an optimization loop: attached to the graph by design
+    entry(style.feature_maps, model=MODEL, images=IMAGES, layers=["2", "5"], kinds={"upsample": "int+"}, attached=True),
+    entry(style.style_maps, model=MODEL, images=IMAGES, layers=["2", "5"], pixels=True,
+          kinds={"upsample": "int+", "pixels": "bool"}, attached=True),
+    entry(style.style_loss, features=Fresh(lambda: {"a": tiny_images().requires_grad_(True)}),
+          targets=Fresh(lambda: {"a": (torch.eye(3)[None] + 0.1, torch.full((1, 3), 0.5))}), kinds={"centred": "bool"},
+          attached=True),
+    entry(style.content_loss, features=Fresh(lambda: {"a": tiny_images().requires_grad_(True)}),
+          targets=Fresh(lambda: {"a": tiny_images()[:1].flip(-1)}), attached=True),
+    entry(style.style_targets, model=MODEL, style=Fresh(lambda: tiny_images()[:1]), style_layers=["2", "5"],
+          kinds={"style": "images", "style_layers": "layers", "upsample": "int+", "centred": "bool", "pixels": "bool"},
+          expect={"style:3-d": "any"}),
+    entry(style_synthesis.synthesize_texture, model=MODEL, exemplar=Fresh(lambda: tiny_images()[:1]), size=8,
+          style_layers=["2", "5"], steps=2, optimizer="adam", generator=GEN,
+          kinds={"exemplar": "images", "style_layers": "layers", "octaves": "int+", "lr": "float+", "upsample": "int+",
+                 "clamp_every": "int+", "centred": "bool", "pixels": "bool"},
+          expect={"exemplar:3-d": "any", "lr:none": "any"}),  # lr=None is the default: the optimizer's own lr
+    entry(style_synthesis.style_transfer, model=MODEL, content=Fresh(lambda: tiny_images()[:1]),
+          style=Fresh(lambda: tiny_images()[1:]), style_layers=["2", "5"], content_layers=["5"], steps=2,
+          optimizer="adam", generator=GEN,
+          kinds={"content": "images", "style": "images", "style_layers": "layers", "content_layers": "layers",
+                 "content_weight": "float0", "lr": "float+", "upsample": "int+", "clamp_every": "int+",
+                 "centred": "bool", "pixels": "bool"},
+          expect={"content:3-d": "any", "style:3-d": "any", "lr:none": "any"}),  # lr=None: the optimizer's own lr
+    entry(style_eval.style_distance, model=MODEL, images=IMAGES, style=Fresh(lambda: tiny_images()[:1]),
+          layers=["2", "5"], kinds={"style": "images"}, expect={"style:3-d": "any"}),
+    entry(style_eval.class_rank, model=MODEL, images=IMAGES, target=TARGET),
+    entry(style_eval.ssim, images=IMAGES, reference=Fresh(lambda: tiny_images().flip(0)), kinds={"reference": "images"}),
+    # transfer (notebook 07)
+    entry(transfer.extract_features, model=MODEL, images=IMAGES, layer="5", kinds={"inputs": "bool"},
+          expect={"layer:none": "any", "layer:list": "any"}),  # documented: None = the head's input, a list = a dict
+    entry(transfer.last_linear, model=MODEL),
+    entry(transfer.prepare, model=MODEL, num_classes=3, strategy="partial", trainable_from="4", generator=GEN,
+          kinds={"strategy": "choice", "trainable_from": "layer"}, state=False),
+    entry(transfer.next_layer, model=MODEL, layer="4"),
+    entry(transfer.upper_part, model=MODEL, layer="5", example=IMAGES, kinds={"example": "images"}),
+    entry(transfer_training.train_classifier, model=MODEL, train=Fresh(lambda: (tiny_images(), torch.tensor([1, 3]))),
+          epochs=2, batch_size=2, generator=GEN, state=False,
+          kinds={"epochs": "count", "lr": "float+", "weight_decay": "float0", "every": "int+"}),
+    entry(transfer_training.accuracy, model=MODEL, inputs=IMAGES, labels=TARGET, kinds={"inputs": "data"}),
+    entry(transfer_training.linear_probe, train=Fresh(lambda: (torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))),
+          epochs=3, generator=GEN, kinds={"epochs": "count", "lr": "float+", "weight_decay": "float0"}),
+    entry(transfer_training.stratified_split, labels=Fresh(lambda: torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])),
+          per_class=[1, 1], generator=GEN,  # no model, no class count: any non-negative ints are classes
+          expect={"labels:too short": "any", "labels:out of range": "any"}),
+    # the valid call needs no weights; a model not on disk is test_sources' offline error (no network attempt)
+    entry(sources.load_from, source="torchvision", name="resnet18", pretrained=False,
+          kinds={"source": "choice", "name": "model name", "pretrained": "bool"}),
+    entry(transfer_training.to_rgb, images=Fresh(lambda: torch.rand(2, 1, 6, 6, generator=seeded())), size=8,
+          expect=NO_IMAGES),
 ]
 
 
@@ -230,7 +283,7 @@ def reference(e: Entry) -> object:
     if e.name not in _REFERENCE:
         result, error = call(e, e.arguments(), limit=60)  # a first call may load data (MNIST: seconds)
         assert error is None, f"the valid example call of {e.name} failed: {error!r}"
-        check_result(result)
+        check_result(result, e.attached)
         _REFERENCE[e.name] = result
     return _REFERENCE[e.name]
 
@@ -261,7 +314,7 @@ def test_sweep(e: Entry, argument: str, label: str | None):
         assert any(name in str(error) for name in names), f"the error does not name {argument!r}: {message}"
         return
     assert expect != "refuse", f"{argument}={label} was accepted (expected a clear error); returned {type(result).__name__}"
-    check_result(result)
+    check_result(result, e.attached)
     if expect == "same":
         assert same_result(result, expected, atol), f"{argument}={label}: a different result than the valid call"
 

@@ -156,3 +156,18 @@ def test_train_classifier_trains_only_the_trainable_part(lite0, generator):
     changed = {n for n, p in net.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"net._fc.weight", "net._fc.bias"}
     assert all(torch.equal(b, stats[n]) for n, b in net.named_buffers())  # frozen batch norm kept its statistics
+
+
+def test_inputs_the_model_cannot_take_are_clear_errors(generator):
+    model = resnet18()
+    grey = torch.rand(2, 1, 32, 32, generator=generator)
+    # the model's Normalize broadcasts one channel to three: grey is taken as RGB, correctly
+    torch.testing.assert_close(extract_features(model, grey), extract_features(model, grey.expand(-1, 3, -1, -1)))
+    with pytest.raises(ValueError, match=r"the model cannot take images of shape \(2, 4, 32, 32\)"):
+        extract_features(model, torch.cat([grey] * 4, 1))  # RGBA
+    with pytest.raises(ValueError, match=r"example must have values in \[0, 1\]"):
+        upper_part(model, "net.layer4", example=grey.expand(-1, 3, -1, -1) * 255)
+    with pytest.raises(ValueError, match=r"num_classes=1000000000000 would allocate"):
+        prepare(model, 10**12, strategy="linear")
+    with pytest.raises(ValueError, match="trainable_from: layer 'net.layer9'"):
+        prepare(model, 3, strategy="partial", trainable_from="net.layer9")

@@ -79,5 +79,35 @@ def test_to_rgb():
     grey = torch.rand(2, 1, 28, 28)
     out = to_rgb(grey, size=32)
     assert out.shape == (2, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2]) and 0 <= out.min() and out.max() <= 1
-    with pytest.raises(ValueError, match="images must be"):
+    with pytest.raises(ValueError, match="images must have 4 dimensions"):
         to_rgb(torch.rand(2, 28, 28), size=32)
+    with pytest.raises(ValueError, match=r"images must be \(N, 1 or 3, H, W\)"):
+        to_rgb(torch.rand(2, 2, 28, 28), size=32)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        to_rgb(grey * 255, size=32)
+
+
+def test_to_rgb_converts_raw_uint8_digits():
+    grey = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    raw = (grey * 255).round().to(torch.uint8)  # MNIST as stored
+    torch.testing.assert_close(to_rgb(raw, size=32), to_rgb(grey, size=32), atol=1 / 255, rtol=0)
+    with pytest.raises(ValueError, match=r"size=100000\) would allocate"):
+        to_rgb(grey, size=100_000)
+
+
+def test_linear_probe_trains_inside_inference_mode():
+    feats, labels = torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2])
+    expected, _ = linear_probe((feats, labels), epochs=5, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        probe, _ = linear_probe((feats, labels), epochs=5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(probe[1].weight, expected[1].weight)
+
+
+def test_epochs_that_would_run_for_days_are_refused_naming_epochs():
+    with pytest.raises(ValueError, match=r"epochs=1000000000000 would take"):
+        linear_probe((torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])), epochs=10**12)
+
+
+def test_stratified_split_refuses_negative_labels():
+    with pytest.raises(ValueError, match="labels must be class indices >= 0"):
+        stratified_split(torch.tensor([0, -1, 0, -1]), [1])
