@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .budget import check_cost
+from .budget import check_cost, check_steps
 from .checks import (check_bool, check_choice, check_class_indices, check_fits_model, check_float, check_generator,
                      check_int, check_model, evaluating, grad_enabled, module_modes, restore_modes, set_modes)
 
@@ -182,6 +182,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
     progress = check_bool(progress, "progress")
     check_cost(model, images, steps * batch_size, f"fit with steps={steps}, batch_size={batch_size}", backward=True,
                hint="use fewer steps")
+    check_steps(steps, f"fit with steps={steps}", hint="use fewer steps")  # a tiny model's compute estimate is ~0
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameter with requires_grad=True: nothing to train")
