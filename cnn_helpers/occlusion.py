@@ -1,0 +1,377 @@
+"""Occlusion without the waste: recompute only what a window changes (incremental inference), exactly or approximately.
+
+Used by :func:`cnn_helpers.attribution.occlusion_map` (``method="incremental"``/``"approximate"``/``"auto"``) and by
+notebook 03 ("Making occlusion cheap"); speed measured in ``bench/bench_attribution.py``.
+
+A window changes only a small rectangle of the first layers' outputs; everything outside each layer's changed
+rectangle equals the unoccluded image's activation. So the model runs once on the unoccluded images
+(:mod:`cnn_helpers.occlusion_graph` keeps every activation), and then, for a batch of windows, each layer
+recomputes only its changed rectangle: it reads the rectangle plus the kernel's overlap from the cached
+activation, pastes in what the layer before changed, and computes. The rectangle grows with every kernel
+(the window's *projective field*); once it covers the map the rest of the network runs normally.
+The *approximate* mode (Nakandala et al.) caps each rectangle at a fraction ``field_limit`` of its map, and
+drills down: every second window first, then only the ``refine`` fraction with the largest drops nearby;
+the others are interpolated.
+
+Reference: Nakandala, Kumar, Papakonstantinou, "Incremental and Approximate Inference for Faster
+Occlusion-based Deep CNN Explanations", SIGMOD 2019.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .occlusion_graph import Graph, Step, UnsupportedModel, compile_graph
+
+__all__ = ["UnsupportedModel", "Plan", "LayerRegion", "window_offsets", "accumulate", "occlusion_plan",
+           "incremental_occlusion"]
+
+TENSOR_BYTES = {"cpu": 24 << 20}  # per activation of a batch: under glibc's 32 MB mmap threshold, memory is reused
+OTHER_DEVICE_BYTES = 512 << 20
+
+
+def window_offsets(size: int, window: int, stride: int) -> list[int]:
+    """Window starts as Captum places them: every stride, the last one may hang over the edge."""
+    return [k * stride for k in range(-(-(size - window) // stride) + 1)]
+
+
+def accumulate(drops: torch.Tensor, windows: list[tuple[int, int]], size: tuple[int, int],
+               window: tuple[int, int]) -> torch.Tensor:
+    """(W, N) drops, one per window and image -> (N, H, W): per pixel the mean drop of the windows covering it."""
+    (height, width), (wh, ww) = size, window
+    total = torch.zeros(drops.shape[1], height, width, dtype=drops.dtype, device=drops.device)
+    counts = torch.zeros(height, width, dtype=drops.dtype, device=drops.device)
+    for drop, (y, x) in zip(drops, windows):
+        total[:, y:y + wh, x:x + ww] += drop[:, None, None]
+        counts[y:y + wh, x:x + ww] += 1
+    return total / counts
+
+
+# ------------------------------------------------------------------------------------------- regions
+
+@dataclass
+class Region:
+    """Per window, the rows ``y .. y + h`` and columns ``x .. x + w`` of a (H, W) map that are recomputed."""
+
+    y: torch.Tensor
+    x: torch.Tensor
+    h: int
+    w: int
+    size: tuple[int, int]
+
+
+def _fit(lo: torch.Tensor, hi: torch.Tensor, full: int, limit: int | None) -> tuple[torch.Tensor, int]:
+    """One common length for all windows' spans [lo, hi), start shifted to stay inside the map (exact: a superset)."""
+    span = (hi - lo).clamp(min=1)
+    size = int(span.max())
+    if limit is not None and size > limit:  # approximate: keep the centre of a too-large projective field
+        lo, size = lo + (span - limit).clamp(min=0) // 2, limit
+    return torch.minimum(lo, torch.full_like(lo, full - size)).clamp(min=0), size
+
+
+def _through_window(start: torch.Tensor, size: int, axis: tuple[int, int, int, int], out: int,
+                    limit: int | None) -> tuple[torch.Tensor, int]:
+    """The outputs of a k x k window op whose inputs [start, start + size) changed."""
+    extent, stride, before, _ = axis
+    lo = (-((-(start + before - extent + 1)) // stride)).clamp(0, out)
+    hi = ((start + size - 1 + before) // stride + 1).clamp(0, out)
+    return _fit(lo, hi, out, limit)
+
+
+@dataclass
+class Plan:
+    """The region of every layer for every window; ``inputs`` are window steps' reads in padded coordinates."""
+
+    graph: Graph
+    windows: list[tuple[int, int]]
+    regions: dict[str, Region | None]
+    inputs: dict[str, tuple[torch.Tensor, int, torch.Tensor, int]]
+
+    def macs(self) -> tuple[int, int]:
+        """(multiply-accumulates of one whole forward pass, of one window's recomputation), per image."""
+        full = recomputed = 0
+        for step in self.graph.steps:
+            full += step.macs
+            region = self.regions.get(step.name)
+            if step.kind == "window" and region is not None:
+                recomputed += step.macs * region.h * region.w // (region.size[0] * region.size[1])
+            elif step.kind != "pointwise" or region is None:
+                recomputed += step.macs
+        return full, recomputed
+
+    def ceiling(self) -> float:
+        """Work of plain batches / work of this plan: (windows + 1) full passes / (1 + windows x recomputed)."""
+        full, recomputed = self.macs()
+        return (len(self.windows) + 1) * full / (full + len(self.windows) * recomputed)
+
+
+def _plan_window(step: Step, source: Region, limit: float | None) -> tuple[Region, tuple]:
+    (_, out_h, out_w), axes = step.shape, step.axes
+    caps = [None if limit is None else max(1, math.ceil(limit * n)) for n in (out_h, out_w)]
+    y, h = _through_window(source.y, source.h, axes[0], out_h, caps[0])
+    x, w = _through_window(source.x, source.w, axes[1], out_w, caps[1])
+    read = (y * axes[0][1], (h - 1) * axes[0][1] + axes[0][0], x * axes[1][1], (w - 1) * axes[1][1] + axes[1][0])
+    return Region(y, x, h, w, (out_h, out_w)), read
+
+
+def _plan_pointwise(step: Step, sources: list[Region | None], limit: float | None) -> Region | None:
+    size = step.shape[1:]
+    if any(r is None or r.size != size for r in sources):
+        return None  # mixes in something computed in full (or broadcast from 1 x 1): the whole map changes
+    caps = [None if limit is None else max(1, math.ceil(limit * n)) for n in size]
+    lo_y, lo_x = torch.stack([r.y for r in sources]).amin(0), torch.stack([r.x for r in sources]).amin(0)
+    hi_y = torch.stack([r.y + r.h for r in sources]).amax(0)
+    hi_x = torch.stack([r.x + r.w for r in sources]).amax(0)
+    (y, h), (x, w) = _fit(lo_y, hi_y, size[0], caps[0]), _fit(lo_x, hi_x, size[1], caps[1])
+    return Region(y, x, h, w, size)
+
+
+def make_plan(graph: Graph, windows: list[tuple[int, int]], window: tuple[int, int],
+              field_limit: float | None = None) -> Plan:
+    """Every layer's changed region for every window (``field_limit``: cap each at that fraction of its map)."""
+    height, width = graph.cache[graph.input].shape[-2:]
+    device = graph.cache[graph.input].device
+    ys, xs = (torch.tensor([w[i] for w in windows], device=device) for i in (0, 1))
+    y, h = _fit(ys, (ys + window[0]).clamp(max=height), height, None)
+    x, w = _fit(xs, (xs + window[1]).clamp(max=width), width, None)
+    regions: dict[str, Region | None] = {graph.input: Region(y, x, h, w, (height, width))}
+    inputs = {}
+    for step in graph.steps:
+        sources = [regions.get(s) for s in step.sources]
+        if step.kind == "window" and sources[0] is not None:
+            regions[step.name], inputs[step.name] = _plan_window(step, sources[0], field_limit)
+        elif step.kind == "pointwise":
+            regions[step.name] = _plan_pointwise(step, sources, field_limit)
+        else:
+            regions[step.name] = None
+    return Plan(graph, windows, regions, inputs)
+
+
+# ----------------------------------------------------------------------------------------- execution
+
+class Patch:
+    """A batch of rectangles of one map: ``tensor`` (B, C, h, w) sits at rows ``y`` and columns ``x`` (B,) of it."""
+
+    __slots__ = ("tensor", "y", "x")
+
+    def __init__(self, tensor: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
+        self.tensor, self.y, self.x = tensor, y, x
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+class _Runner:
+    """Runs batches of windows through a plan: each layer's changed rectangle, the rest read from the cache."""
+
+    def __init__(self, plan: Plan, images: torch.Tensor, fill: torch.Tensor):
+        self.plan, self.graph, self.n = plan, plan.graph, images.shape[0]
+        self.device = images.device
+        self.tables: dict[tuple, tuple[torch.Tensor, int, int]] = {}
+        self.fill = fill
+        self.last_use = {s: i for i, step in enumerate(self.graph.steps) for s in step.sources}
+        # a convolution's or pooling's output that only one step reads may be overwritten by that step
+        self.overwritable = {step.name: step.kind == "window" and self.graph.users.get(step.name) == 1
+                             for step in self.graph.steps}
+        self.overwritable[self.graph.input] = False
+
+    def _table(self, name: str, pads: tuple[int, int, int, int], value: float) -> tuple[torch.Tensor, int, int]:
+        """The cached map of ``name``, padded, as a (N * H * W, C) table of channel vectors."""
+        key = (name, pads, value)
+        if key not in self.tables:
+            source = self.fill if name == "fill" else self.graph.cache[name]
+            padded = _channels_last(F.pad(source, pads, value=value) if any(pads) else source)
+            self.tables[key] = (padded.permute(0, 2, 3, 1).reshape(-1, padded.shape[1]), *padded.shape[-2:])
+        return self.tables[key]
+
+    def gather(self, name: str, y: torch.Tensor, x: torch.Tensor, h: int, w: int,
+               pads: tuple[int, int, int, int] = (0, 0, 0, 0), value: float = 0.0) -> torch.Tensor:
+        """(B, C, h, w) channels-last: rows y.. and columns x.. of each window's image's cached (padded) map."""
+        table, height, width = self._table(name, pads, value)
+        rows = (self.img * height + y)[:, None] + torch.arange(h, device=self.device)
+        index = (rows * width)[:, :, None] + (x[:, None] + torch.arange(w, device=self.device))[:, None, :]
+        return table.index_select(0, index.reshape(-1)).view(len(y), h, w, -1).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def paste(base: torch.Tensor, patch: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """Write ``patch`` into ``base`` (both channels-last) at offsets (dy, dx); what sticks out is left out."""
+        (count, channels, h, w), (ph, pw) = base.shape, patch.shape[-2:]
+        rows = dy[:, None] + torch.arange(ph, device=dy.device)
+        cols = dx[:, None] + torch.arange(pw, device=dx.device)
+        index = ((torch.arange(count, device=dy.device)[:, None, None] * h + rows[:, :, None]) * w + cols[:, None, :])
+        source = patch.permute(0, 2, 3, 1).reshape(-1, channels)
+        target = base.permute(0, 2, 3, 1).view(-1, channels)
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+        if bool(inside.all()):
+            target.index_copy_(0, index.reshape(-1), source)
+        else:
+            keep = inside.reshape(-1)
+            target.index_copy_(0, index.reshape(-1)[keep], source[keep])
+        return base
+
+    def materialize(self, name: str, patch: Patch, y: torch.Tensor, x: torch.Tensor, h: int, w: int,
+                    pads: tuple[int, int, int, int] = (0, 0, 0, 0), value: float = 0.0) -> torch.Tensor:
+        """Rows y.. and columns x.. (padded coordinates) of each window's map: the cache with the patch pasted in."""
+        py, px = patch.y + pads[2], patch.x + pads[0]
+        if patch.tensor.shape[-2:] == (h, w) and torch.equal(py, y) and torch.equal(px, x):
+            return patch.tensor
+        full = self.graph.cache[name].shape[-2:]
+        if patch.tensor.shape[-2:] == full and (h, w) == (full[0] + pads[2] + pads[3], full[1] + pads[0] + pads[1]):
+            return _channels_last(F.pad(patch.tensor, pads, value=value))
+        return self.paste(_channels_last(self.gather(name, y, x, h, w, pads, value)), patch.tensor, py - y, px - x)
+
+    def whole(self, name: str, value: Any) -> Any:
+        """The value for every window in full (raw values already are)."""
+        if not isinstance(value, Patch):
+            return value
+        height, width = self.graph.cache[name].shape[-2:]
+        zeros = torch.zeros_like(value.y)
+        return self.materialize(name, value, zeros, zeros, height, width)
+
+    def _input(self, widx: torch.Tensor, window: tuple[int, int]) -> Patch:
+        region = self.plan.regions[self.graph.input]
+        y, x = region.y[widx], region.x[widx]
+        starts = torch.tensor(self.plan.windows, device=self.device)[widx]
+        rows = y[:, None] + torch.arange(region.h, device=self.device) - starts[:, :1]
+        cols = x[:, None] + torch.arange(region.w, device=self.device) - starts[:, 1:]
+        inside = ((rows >= 0) & (rows < window[0]))[:, None, :, None] & ((cols >= 0) & (cols < window[1]))[:, None, None, :]
+        image = self.gather(self.graph.input, y, x, region.h, region.w)
+        return Patch(_channels_last(torch.where(inside, self.gather("fill", y, x, region.h, region.w), image)), y, x)
+
+    def run(self, wins: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+        """The model's output (len(wins) * N, ...) for windows ``wins`` (indices into the plan's windows)."""
+        widx = wins.to(self.device).repeat_interleave(self.n)
+        self.img = torch.arange(self.n, device=self.device).repeat(len(wins))
+        values: dict[str, Any] = {self.graph.input: self._input(widx, window)}
+        for i, step in enumerate(self.graph.steps):
+            values[step.name] = self._step(step, [values[s] for s in step.sources], widx)
+            for source in step.sources:
+                if self.last_use[source] == i:
+                    del values[source]
+        return values[self.graph.output]
+
+    def _step(self, step: Step, inputs: list[Any], widx: torch.Tensor) -> Any:
+        region = self.plan.regions[step.name]
+        if region is None or not all(isinstance(v, Patch) for v in inputs):
+            inputs = [self.whole(s, v) for s, v in zip(step.sources, inputs)]
+            if step.kind == "window":
+                (_, _, top, bottom), (_, _, left, right) = step.axes
+                inputs = [F.pad(inputs[0], (left, right, top, bottom), value=step.pad_value)]
+            return step.fn(*inputs)
+        y, x = region.y[widx], region.x[widx]
+        if step.kind == "window":
+            (_, _, top, bottom), (_, _, left, right) = step.axes
+            ry, rh, rx, rw = self.plan.inputs[step.name]
+            source = self.materialize(step.sources[0], inputs[0], ry[widx], rx[widx], rh, rw,
+                                      (left, right, top, bottom), step.pad_value)
+            return Patch(step.fn(source), y, x)
+        inputs = [self.materialize(s, v, y, x, region.h, region.w) for s, v in zip(step.sources, inputs)]
+        if step.fn_inplace is not None and self.overwritable[step.sources[0]]:
+            return Patch(step.fn_inplace(inputs[0]), y, x)
+        return Patch(step.fn(*inputs), y, x)
+
+
+# ------------------------------------------------------------------------------------------- driving
+
+def _windows_per_batch(plan: Plan, images: torch.Tensor) -> int:
+    """As many windows per batch as keep every activation of the batch under the device's byte budget."""
+    per_window = 0
+    for step in plan.graph.steps:
+        region = plan.regions[step.name]
+        numel = step.shape[0] * region.h * region.w if region is not None else math.prod(step.shape or (1,))
+        if step.kind == "window" and region is not None:
+            numel = max(numel, plan.graph.cache[step.sources[0]].shape[1] * plan.inputs[step.name][1] * plan.inputs[step.name][3])
+        per_window = max(per_window, numel)
+    budget = TENSOR_BYTES.get(images.device.type, OTHER_DEVICE_BYTES)
+    return max(1, budget // (per_window * images.element_size() * images.shape[0]))
+
+
+def _lattice(count: int) -> list[int]:
+    """Every second index, and the last one (so that every index lies between two lattice points)."""
+    return sorted(set(range(0, count, 2)) | {count - 1})
+
+
+def _interpolate(coarse: torch.Tensor, ys: list[int], xs: list[int], grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear estimates (ny * nx, N) of all windows' drops from the lattice's (ny', nx', N), and each window's
+    priority (ny * nx,): how far the drops at its four surrounding lattice points lie from the median drop."""
+    corners, weights = [], []
+    for points, count in ((ys, grid[0]), (xs, grid[1])):
+        lattice = torch.tensor(points, device=coarse.device)
+        index = torch.arange(count, device=coarse.device)
+        upper = torch.searchsorted(lattice, index)
+        lower = torch.where(lattice[upper] == index, upper, upper - 1)
+        corners.append((lower, upper))
+        weights.append(((index - lattice[lower]) / (lattice[upper] - lattice[lower]).clamp(min=1)).to(coarse.dtype))
+    (y0, y1), (x0, x1), (ty, tx) = corners[0], corners[1], (weights[0][:, None, None], weights[1][None, :, None])
+    at = lambda a, b: coarse[a][:, b]  # noqa: E731
+    estimate = ((1 - ty) * (1 - tx) * at(y0, x0) + (1 - ty) * tx * at(y0, x1) + ty * (1 - tx) * at(y1, x0)
+                + ty * tx * at(y1, x1))
+    spread = (coarse - coarse.flatten(0, 1).median(dim=0).values).abs()
+    priority = torch.stack([spread[a][:, b] for a in (y0, y1) for b in (x0, x1)]).amax(dim=(0, 3))
+    return estimate.flatten(0, 1), priority.flatten()
+
+
+def _drill_down(drops_of: Callable[[torch.Tensor], torch.Tensor], grid: tuple[int, int], tolerance: float,
+                round_fraction: float = 0.1) -> torch.Tensor:
+    """(W, N) drops: every second window's computed, the others interpolated, then computed in rounds, those next
+    to large drops or to large interpolation errors first, until the windows still interpolated would (if they
+    erred like the last round) add less than ``tolerance`` of the drops' variance."""
+    ys, xs = _lattice(grid[0]), _lattice(grid[1])
+    coarse = torch.tensor([y * grid[1] + x for y in ys for x in xs])
+    measured = drops_of(coarse)
+    estimate, priority = _interpolate(measured.view(len(ys), len(xs), -1), ys, xs, grid)
+    drops, scale = estimate.clone(), priority.max().clamp(min=1e-12)
+    priority = (priority / scale).cpu()
+    drops[coarse.to(drops.device)] = measured
+    known = torch.zeros(grid[0] * grid[1], dtype=torch.bool)
+    known[coarse] = True
+    size = math.ceil(round_fraction * int((~known).sum()))
+    while not bool(known.all()):
+        candidates = (~known).nonzero()[:, 0]
+        chosen = candidates[priority[candidates].argsort(descending=True)[:size]]
+        drops[chosen.to(drops.device)] = drops_of(chosen)
+        known[chosen] = True
+        error = (drops - estimate)[chosen.to(drops.device)]
+        spread = drops[known.to(drops.device)].var(dim=0, correction=0).clamp(min=1e-12)
+        if float(((~known).sum() * error.pow(2).mean(dim=0) / (known.sum() * spread)).max()) < tolerance:
+            break
+        observed = torch.zeros(grid[0] * grid[1])
+        observed[chosen] = (error.abs().amax(dim=1) / scale).cpu()
+        priority = torch.maximum(priority, F.max_pool2d(observed.view(1, 1, *grid), 3, 1, 1).flatten())
+    return drops
+
+
+def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor],
+                 *, windows: list[tuple[int, int]], grid: tuple[int, int], window: tuple[int, int], fill: torch.Tensor,
+                 per_eval: int | None = None, field_limit: float | None = None, refine: float | None = None,
+                 min_gain: float | None = None) -> torch.Tensor | None:
+    """(W, N) score drops, one per window and image, computed incrementally (the model already in eval mode).
+
+    ``min_gain``: return None instead when the plan saves less than that factor of multiply-accumulates.
+    Raises :class:`UnsupportedModel` when the model cannot be run this way.
+    """
+    from .checks import gather
+
+    graph = compile_graph(model, images)
+    plan = make_plan(graph, windows, window, field_limit)
+    if min_gain is not None and plan.ceiling() < min_gain:
+        return None
+    runner, n = _Runner(plan, images, fill), images.shape[0]
+    reference = gather(score(graph.cache[graph.output]), labels)
+    per_eval = per_eval or _windows_per_batch(plan, images)
+
+    def drops_of(wins: torch.Tensor) -> torch.Tensor:
+        out = []
+        for chunk in wins.split(per_eval):
+            scores = gather(score(runner.run(chunk, window)), labels.repeat(len(chunk)))
+            out.append(reference - scores.view(len(chunk), n))
+        return torch.cat(out)
+
+    return drops_of(torch.arange(len(windows))) if refine is None else _drill_down(drops_of, grid, refine)
