@@ -20,25 +20,20 @@ Occlusion-based Deep CNN Explanations", SIGMOD 2019.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .occlusion_graph import Graph, Step, UnsupportedModel, compile_graph
+from .checks import check_images, check_model, check_pair, evaluating, gather
+from .occlusion_graph import Step, UnsupportedModel, compile_graph
+from .occlusion_plan import Plan, make_plan, window_offsets
 
-__all__ = ["UnsupportedModel", "Plan", "LayerRegion", "window_offsets", "accumulate", "occlusion_plan",
-           "incremental_occlusion"]
+__all__ = ["UnsupportedModel", "Plan", "window_offsets", "accumulate", "occlusion_plan", "window_drops"]
 
 TENSOR_BYTES = {"cpu": 24 << 20}  # per activation of a batch: under glibc's 32 MB mmap threshold, memory is reused
 OTHER_DEVICE_BYTES = 512 << 20
-
-
-def window_offsets(size: int, window: int, stride: int) -> list[int]:
-    """Window starts as Captum places them: every stride, the last one may hang over the edge."""
-    return [k * stride for k in range(-(-(size - window) // stride) + 1)]
 
 
 def accumulate(drops: torch.Tensor, windows: list[tuple[int, int]], size: tuple[int, int],
@@ -51,106 +46,6 @@ def accumulate(drops: torch.Tensor, windows: list[tuple[int, int]], size: tuple[
         total[:, y:y + wh, x:x + ww] += drop[:, None, None]
         counts[y:y + wh, x:x + ww] += 1
     return total / counts
-
-
-# ------------------------------------------------------------------------------------------- regions
-
-@dataclass
-class Region:
-    """Per window, the rows ``y .. y + h`` and columns ``x .. x + w`` of a (H, W) map that are recomputed."""
-
-    y: torch.Tensor
-    x: torch.Tensor
-    h: int
-    w: int
-    size: tuple[int, int]
-
-
-def _fit(lo: torch.Tensor, hi: torch.Tensor, full: int, limit: int | None) -> tuple[torch.Tensor, int]:
-    """One common length for all windows' spans [lo, hi), start shifted to stay inside the map (exact: a superset)."""
-    span = (hi - lo).clamp(min=1)
-    size = int(span.max())
-    if limit is not None and size > limit:  # approximate: keep the centre of a too-large projective field
-        lo, size = lo + (span - limit).clamp(min=0) // 2, limit
-    return torch.minimum(lo, torch.full_like(lo, full - size)).clamp(min=0), size
-
-
-def _through_window(start: torch.Tensor, size: int, axis: tuple[int, int, int, int], out: int,
-                    limit: int | None) -> tuple[torch.Tensor, int]:
-    """The outputs of a k x k window op whose inputs [start, start + size) changed."""
-    extent, stride, before, _ = axis
-    lo = (-((-(start + before - extent + 1)) // stride)).clamp(0, out)
-    hi = ((start + size - 1 + before) // stride + 1).clamp(0, out)
-    return _fit(lo, hi, out, limit)
-
-
-@dataclass
-class Plan:
-    """The region of every layer for every window; ``inputs`` are window steps' reads in padded coordinates."""
-
-    graph: Graph
-    windows: list[tuple[int, int]]
-    regions: dict[str, Region | None]
-    inputs: dict[str, tuple[torch.Tensor, int, torch.Tensor, int]]
-
-    def macs(self) -> tuple[int, int]:
-        """(multiply-accumulates of one whole forward pass, of one window's recomputation), per image."""
-        full = recomputed = 0
-        for step in self.graph.steps:
-            full += step.macs
-            region = self.regions.get(step.name)
-            if step.kind == "window" and region is not None:
-                recomputed += step.macs * region.h * region.w // (region.size[0] * region.size[1])
-            elif step.kind != "pointwise" or region is None:
-                recomputed += step.macs
-        return full, recomputed
-
-    def ceiling(self) -> float:
-        """Work of plain batches / work of this plan: (windows + 1) full passes / (1 + windows x recomputed)."""
-        full, recomputed = self.macs()
-        return (len(self.windows) + 1) * full / (full + len(self.windows) * recomputed)
-
-
-def _plan_window(step: Step, source: Region, limit: float | None) -> tuple[Region, tuple]:
-    (_, out_h, out_w), axes = step.shape, step.axes
-    caps = [None if limit is None else max(1, math.ceil(limit * n)) for n in (out_h, out_w)]
-    y, h = _through_window(source.y, source.h, axes[0], out_h, caps[0])
-    x, w = _through_window(source.x, source.w, axes[1], out_w, caps[1])
-    read = (y * axes[0][1], (h - 1) * axes[0][1] + axes[0][0], x * axes[1][1], (w - 1) * axes[1][1] + axes[1][0])
-    return Region(y, x, h, w, (out_h, out_w)), read
-
-
-def _plan_pointwise(step: Step, sources: list[Region | None], limit: float | None) -> Region | None:
-    size = step.shape[1:]
-    if any(r is None or r.size != size for r in sources):
-        return None  # mixes in something computed in full (or broadcast from 1 x 1): the whole map changes
-    caps = [None if limit is None else max(1, math.ceil(limit * n)) for n in size]
-    lo_y, lo_x = torch.stack([r.y for r in sources]).amin(0), torch.stack([r.x for r in sources]).amin(0)
-    hi_y = torch.stack([r.y + r.h for r in sources]).amax(0)
-    hi_x = torch.stack([r.x + r.w for r in sources]).amax(0)
-    (y, h), (x, w) = _fit(lo_y, hi_y, size[0], caps[0]), _fit(lo_x, hi_x, size[1], caps[1])
-    return Region(y, x, h, w, size)
-
-
-def make_plan(graph: Graph, windows: list[tuple[int, int]], window: tuple[int, int],
-              field_limit: float | None = None) -> Plan:
-    """Every layer's changed region for every window (``field_limit``: cap each at that fraction of its map)."""
-    height, width = graph.cache[graph.input].shape[-2:]
-    device = graph.cache[graph.input].device
-    ys, xs = (torch.tensor([w[i] for w in windows], device=device) for i in (0, 1))
-    y, h = _fit(ys, (ys + window[0]).clamp(max=height), height, None)
-    x, w = _fit(xs, (xs + window[1]).clamp(max=width), width, None)
-    regions: dict[str, Region | None] = {graph.input: Region(y, x, h, w, (height, width))}
-    inputs = {}
-    for step in graph.steps:
-        sources = [regions.get(s) for s in step.sources]
-        if step.kind == "window" and sources[0] is not None:
-            regions[step.name], inputs[step.name] = _plan_window(step, sources[0], field_limit)
-        elif step.kind == "pointwise":
-            regions[step.name] = _plan_pointwise(step, sources, field_limit)
-        else:
-            regions[step.name] = None
-    return Plan(graph, windows, regions, inputs)
 
 
 # ----------------------------------------------------------------------------------------- execution
@@ -357,8 +252,6 @@ def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     ``min_gain``: return None instead when the plan saves less than that factor of multiply-accumulates.
     Raises :class:`UnsupportedModel` when the model cannot be run this way.
     """
-    from .checks import gather
-
     graph = compile_graph(model, images)
     plan = make_plan(graph, windows, window, field_limit)
     if min_gain is not None and plan.ceiling() < min_gain:
@@ -375,3 +268,32 @@ def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
         return torch.cat(out)
 
     return drops_of(torch.arange(len(windows))) if refine is None else _drill_down(drops_of, grid, refine)
+
+
+def occlusion_plan(model: nn.Module, images: torch.Tensor, *, window: int | tuple[int, int],
+                   stride: int | tuple[int, int], field_limit: float | None = None) -> Plan:
+    """Which rectangle of every layer each window changes, and the multiply-accumulates recomputing them costs.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1] (their size sets the maps' sizes). window, stride: As for occlusion.
+        field_limit: Cap every changed rectangle at this fraction of its map (the paper's projective-field
+            threshold; an approximation). Default: None (exact).
+
+    Returns:
+        A :class:`Plan`: ``windows`` (their top-left corners), ``region(layer, index)``, ``layers()``, ``macs()``,
+        ``ceiling()`` (the speed-up over plain batches that counting multiply-accumulates allows).
+
+    Raises:
+        UnsupportedModel: the model cannot be traced, or its traced graph disagrees with it.
+    Example:
+        >>> plan = occlusion_plan(model, images, window=32, stride=16); plan.ceiling()
+    """
+    check_model(model)
+    check_images(images, model=model)
+    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
+    height, width = images.shape[-2:]
+    if wh > height or ww > width or sh > wh or sw > ww:
+        raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {(height, width)}")
+    windows = [(y, x) for y in window_offsets(height, wh, sh) for x in window_offsets(width, ww, sw)]
+    with evaluating(model), torch.inference_mode():
+        return make_plan(compile_graph(model, images), windows, (wh, ww), field_limit)

@@ -223,7 +223,7 @@ def _step(node: fx.Node, gm: fx.GraphModule, modules: dict, steps: dict[str, Ste
     if _foldable(node, module, steps, modules):
         step = steps.pop(sources[0])
         _fold_batch_norm(step, module, modules[step.scope])
-        step.name = node.name
+        step.name, step.conv_scope = node.name, step.scope  # type: ignore[attr-defined]
     elif module is not None and len(sources) == 1 and (step := _window_step(node, module, values[sources[0]])):
         step.sources = sources
     else:
