@@ -28,12 +28,13 @@ from torch import nn
 
 from .checks import check_images, check_model, check_pair, evaluating, gather
 from .occlusion_graph import Step, UnsupportedModel, compile_graph
-from .occlusion_plan import Plan, make_plan, window_offsets
+from .occlusion_plan import Plan, Region, make_plan, window_offsets
 
 __all__ = ["UnsupportedModel", "Plan", "window_offsets", "accumulate", "occlusion_plan", "window_drops"]
 
 TENSOR_BYTES = {"cpu": 24 << 20}  # per activation of a batch: under glibc's 32 MB mmap threshold, memory is reused
 OTHER_DEVICE_BYTES = 512 << 20
+PATCH_BYTES_FACTOR = 3  # incremental batches keep about 3 such tensors alive at once: a third of the budget each
 
 
 def accumulate(drops: torch.Tensor, windows: list[tuple[int, int]], size: tuple[int, int],
@@ -63,6 +64,31 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
 
+def _same(a: Region, b: Region, dy: int = 0, dx: int = 0) -> bool:
+    """Whether region ``a``, shifted by (dy, dx), is region ``b`` for every window."""
+    return (a.h, a.w) == (b.h, b.w) and torch.equal(a.y + dy, b.y) and torch.equal(a.x + dx, b.x)
+
+
+def _tables_needed(plan: Plan) -> set[tuple[str, tuple[int, int, int, int], float]]:
+    """(node, padding, pad value) of every cached map that the plan reads around a changed rectangle."""
+    needed = {(plan.graph.input, (0, 0, 0, 0), 0.0), ("fill", (0, 0, 0, 0), 0.0)}
+    for step in plan.graph.steps:
+        region, sources = plan.regions[step.name], [(s, plan.regions.get(s)) for s in step.sources]
+        if step.kind == "window" and region is not None:
+            (extent, _, top, bottom), (_, _, left, right) = step.axes
+            source = sources[0][1]
+            ry, rh, rx, rw = plan.inputs[step.name]
+            read = Region(ry, rx, rh, rw, (source.size[0] + top + bottom, source.size[1] + left + right))
+            whole = (source.h, source.w) == source.size and (rh, rw) == read.size
+            if not whole and not _same(source, read, top, left):
+                needed.add((sources[0][0], (left, right, top, bottom), step.pad_value))
+            continue
+        for name, source in sources:
+            if source is not None and not (_same(source, region) if region is not None else (source.h, source.w) == source.size):
+                needed.add((name, (0, 0, 0, 0), 0.0))
+    return needed
+
+
 class _Runner:
     """Runs batches of windows through a plan: each layer's changed rectangle, the rest read from the cache."""
 
@@ -76,6 +102,14 @@ class _Runner:
         self.overwritable = {step.name: step.kind == "window" and self.graph.users.get(step.name) == 1
                              for step in self.graph.steps}
         self.overwritable[self.graph.input] = False
+        needed = _tables_needed(plan)
+        unpadded = {name for name, pads, _ in needed if not any(pads)}  # views of the cache: kept as they are
+        for name in [n for n in plan.regions if n != self.graph.output]:
+            for key in [k for k in needed if k[0] == name]:
+                self._table(*key)
+            if name not in unpadded:
+                plan.graph.cache.pop(name, None)  # freed as soon as its padded copy exists: memory
+        self._table("fill", (0, 0, 0, 0), 0.0)
 
     def _table(self, name: str, pads: tuple[int, int, int, int], value: float) -> tuple[torch.Tensor, int, int]:
         """The cached map of ``name``, padded, as a (N * H * W, C) table of channel vectors."""
@@ -117,7 +151,7 @@ class _Runner:
         py, px = patch.y + pads[2], patch.x + pads[0]
         if patch.tensor.shape[-2:] == (h, w) and torch.equal(py, y) and torch.equal(px, x):
             return patch.tensor
-        full = self.graph.cache[name].shape[-2:]
+        full = self.plan.regions[name].size
         if patch.tensor.shape[-2:] == full and (h, w) == (full[0] + pads[2] + pads[3], full[1] + pads[0] + pads[1]):
             return _channels_last(F.pad(patch.tensor, pads, value=value))
         return self.paste(_channels_last(self.gather(name, y, x, h, w, pads, value)), patch.tensor, py - y, px - x)
@@ -126,7 +160,7 @@ class _Runner:
         """The value for every window in full (raw values already are)."""
         if not isinstance(value, Patch):
             return value
-        height, width = self.graph.cache[name].shape[-2:]
+        height, width = self.plan.regions[name].size
         zeros = torch.zeros_like(value.y)
         return self.materialize(name, value, zeros, zeros, height, width)
 
@@ -182,9 +216,9 @@ def _windows_per_batch(plan: Plan, images: torch.Tensor) -> int:
         region = plan.regions[step.name]
         numel = step.shape[0] * region.h * region.w if region is not None else math.prod(step.shape or (1,))
         if step.kind == "window" and region is not None:
-            numel = max(numel, plan.graph.cache[step.sources[0]].shape[1] * plan.inputs[step.name][1] * plan.inputs[step.name][3])
+            numel = max(numel, plan.graph.shapes[step.sources[0]][0] * plan.inputs[step.name][1] * plan.inputs[step.name][3])
         per_window = max(per_window, numel)
-    budget = TENSOR_BYTES.get(images.device.type, OTHER_DEVICE_BYTES)
+    budget = TENSOR_BYTES.get(images.device.type, OTHER_DEVICE_BYTES) // PATCH_BYTES_FACTOR
     return max(1, budget // (per_window * images.element_size() * images.shape[0]))
 
 

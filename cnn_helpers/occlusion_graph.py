@@ -77,6 +77,7 @@ class Graph:
     output: str
     input: str
     users: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # (C, H, W) of every image-dependent value
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -222,6 +223,7 @@ def _step(node: fx.Node, gm: fx.GraphModule, modules: dict, steps: dict[str, Ste
     sources = [n.name for n in node.all_input_nodes if n.name in steps or n.name in values and n.op == "placeholder"]
     if _foldable(node, module, steps, modules):
         step = steps.pop(sources[0])
+        del values[sources[0]]  # the convolution's own output is never read again
         _fold_batch_norm(step, module, modules[step.scope])
         step.name, step.conv_scope = node.name, step.scope  # type: ignore[attr-defined]
     elif module is not None and len(sources) == 1 and (step := _window_step(node, module, values[sources[0]])):
@@ -239,6 +241,9 @@ def _step(node: fx.Node, gm: fx.GraphModule, modules: dict, steps: dict[str, Ste
         values[node.name] = out.contiguous(memory_format=torch.channels_last) if kind == "pointwise" else out
     if step.kind == "window":
         values[node.name] = run_whole(step, values)
+    if step.kind == "pointwise" and len(sources) == 1 and len(node.all_input_nodes[0].users) == 1 \
+            and node.all_input_nodes[0].op != "placeholder":
+        del values[sources[0]]  # read by this step only, whose changed region is always the same: never needed again
     step.scope = _scope(node) or step.scope
     return step
 
@@ -256,6 +261,7 @@ def compile_graph(model: nn.Module, images: torch.Tensor) -> Graph:
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedModel(f"its forward takes {len(placeholders)} inputs, not one image batch")
+    expected = model(images)
     values: dict[str, Any] = {placeholders[0].name: images}
     steps: dict[str, Step] = {}
     for node in nodes:
@@ -270,16 +276,16 @@ def compile_graph(model: nn.Module, images: torch.Tensor) -> Graph:
             steps[node.name] = _step(node, gm, modules, steps, values)
     if output not in steps:
         raise UnsupportedModel("its output does not depend on the image, or it returns more than one tensor")
-    _check_output(model, images, values[output])
+    _check_output(expected, values[output])
     graph = Graph(list(steps.values()), values, output, placeholders[0].name)
+    graph.shapes = {graph.input: tuple(images.shape[1:]), **{step.name: step.shape for step in graph.steps}}
     for step in graph.steps:
         for source in step.sources:
             graph.users[source] = graph.users.get(source, 0) + 1
     return graph
 
 
-def _check_output(model: nn.Module, images: torch.Tensor, ours: Any) -> None:
-    expected = model(images)
+def _check_output(expected: torch.Tensor, ours: Any) -> None:
     if not isinstance(ours, torch.Tensor) or ours.shape != expected.shape:
         raise UnsupportedModel("the traced graph returns something else than the model")
     scale = expected.abs().max().item() + 1e-12

@@ -114,6 +114,8 @@ def _plan_pointwise(step: Step, sources: list[Region | None], limit: float | Non
     size = step.shape[1:]
     if any(r is None or r.size != size for r in sources):
         return None  # mixes in something computed in full (or broadcast from 1 x 1): the whole map changes
+    if len(sources) == 1:
+        return sources[0]  # an element-wise op changes exactly what changed in its input
     caps = [None if limit is None else max(1, math.ceil(limit * n)) for n in size]
     lo_y, lo_x = torch.stack([r.y for r in sources]).amin(0), torch.stack([r.x for r in sources]).amin(0)
     hi_y = torch.stack([r.y + r.h for r in sources]).amax(0)
