@@ -84,7 +84,7 @@ def _batched_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 OCCLUSION_METHODS = ("auto", "incremental", "batched", "approximate")
-APPROXIMATE = {"refine": 0.25}  # the approximate mode: drill-down tolerance (bench: correlation with exact >= 0.95)
+APPROXIMATE = {"drill_down": 0.25}  # the approximate mode's tolerance: correlation with the exact map >= 0.95 (bench)
 AUTO_MIN_GAIN = 1.3  # "auto" runs incrementally when that saves at least this factor of multiply-accumulates
 
 

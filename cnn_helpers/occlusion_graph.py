@@ -66,6 +66,7 @@ class Step:
     shape: tuple[int, ...] = ()
     macs: int = 0  # per image, for the whole map
     fn_inplace: Callable[..., Any] | None = None  # an activation that may overwrite its input (a fresh conv output)
+    conv_scope: str = ""  # a convolution folded into this (batch-norm) step: its module name
 
 
 @dataclass
@@ -78,9 +79,6 @@ class Graph:
     input: str
     users: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # (C, H, W) of every image-dependent value
-
-    def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
 
 
 class _Tracer(fx.Tracer):
@@ -122,6 +120,8 @@ def _constant_across_space(value: Any) -> bool:
 
 def _is_pointwise(node: fx.Node, module: nn.Module | None, sources: list[str], values: dict[str, Any], out: Any) -> bool:
     """A known element-wise op: same (N, C, H, W) map in and out, every other tensor argument constant across space."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is None:
+        return False  # normalizes with the batch's own statistics: depends on every position
     known = (type(module) in POINTWISE_MODULES if node.op == "call_module" else
              node.target in POINTWISE_FUNCTIONS or node.target in IN_PLACE_FUNCTIONS if node.op == "call_function" else
              node.target.rstrip("_") in POINTWISE_METHODS)
@@ -173,7 +173,7 @@ def _window_step(node: fx.Node, module: nn.Module, x: torch.Tensor) -> Step | No
     if op is None:
         return None
     pads, k, (s, d), value, fn = op
-    out = module(x[:0])  # an empty batch gives the output size at no cost
+    out = module.forward(x[:0])  # an empty batch gives the output size at no cost
     axes = []
     for i in range(2):
         extent = (k[i] - 1) * d[i] + 1
@@ -190,7 +190,7 @@ def _fold_batch_norm(conv: Step, bn: nn.BatchNorm2d, module: nn.Conv2d) -> None:
     weight = module.weight * scale.reshape(-1, 1, 1, 1)
     s, d, groups = module.stride, module.dilation, module.groups
     conv.fn = lambda t: F.conv2d(t, weight, new_bias, s, 0, d, groups)
-    conv.folded = True  # type: ignore[attr-defined]
+    conv.conv_scope = conv.scope
 
 
 def _foldable(node: fx.Node, bn: nn.Module | None, steps: dict[str, Step], modules: dict[str, nn.Module]) -> bool:
@@ -198,7 +198,7 @@ def _foldable(node: fx.Node, bn: nn.Module | None, steps: dict[str, Step], modul
         return False
     source = steps.get(node.all_input_nodes[0].name)
     return (source is not None and source.kind == "window" and isinstance(modules.get(source.scope), nn.Conv2d)
-            and len(node.all_input_nodes[0].users) == 1 and not getattr(source, "folded", False))
+            and len(node.all_input_nodes[0].users) == 1 and not source.conv_scope)
 
 
 def _scope(node: fx.Node) -> str:
@@ -225,7 +225,7 @@ def _step(node: fx.Node, gm: fx.GraphModule, modules: dict, steps: dict[str, Ste
         step = steps.pop(sources[0])
         del values[sources[0]]  # the convolution's own output is never read again
         _fold_batch_norm(step, module, modules[step.scope])
-        step.name, step.conv_scope = node.name, step.scope  # type: ignore[attr-defined]
+        step.name = node.name
     elif module is not None and len(sources) == 1 and (step := _window_step(node, module, values[sources[0]])):
         step.sources = sources
     else:
@@ -255,6 +255,9 @@ def compile_graph(model: nn.Module, images: torch.Tensor) -> Graph:
         UnsupportedModel: tracing failed, the graph has other inputs than one image batch, or its output on
             ``images`` differs from ``model(images)``.
     """
+    hooked = [name for name, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks]
+    if hooked:  # torch.fx traces forward() alone: what a hook adds would be missing
+        raise UnsupportedModel(f"it has forward hooks (on {hooked[0] or 'the model'})")
     gm = _trace(model)
     modules = dict(gm.named_modules())
     nodes = list(gm.graph.nodes)
@@ -300,6 +303,6 @@ def run_whole(step: Step, values: dict[str, Any]) -> torch.Tensor:
     x = values[step.sources[0]]
     with FlopCounterMode(display=False) as counter:
         out = step.fn(F.pad(x, (left, right, top, bottom), value=step.pad_value))
-    if not getattr(step, "macs", 0):
+    if not step.macs:
         step.macs = counter.get_total_flops() // 2 // x.shape[0]
     return out.contiguous(memory_format=torch.channels_last)

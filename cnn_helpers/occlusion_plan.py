@@ -85,13 +85,12 @@ class Plan:
 
     def layers(self) -> list[tuple[str, int, int]]:
         """(module name, MACs of the whole map, MACs recomputed per window) of every step that multiplies."""
-        return [(getattr(s, "conv_scope", None) or s.scope or s.name, s.macs, self.step_macs(s)) for s in self.graph.steps if s.macs]
+        return [(s.conv_scope or s.scope or s.name, s.macs, self.step_macs(s)) for s in self.graph.steps if s.macs]
 
     def region(self, layer: str, index: int) -> tuple[int, int, int, int, tuple[int, int]] | None:
         """(y, x, h, w, map size) that window ``index`` makes ``layer`` recompute: the output of the module of that
         name (its last step); the whole map where everything is recomputed; None for a non-spatial output."""
-        inside = [s for s in self.graph.steps if s.scope == layer or s.scope.startswith(layer + ".")
-                  or getattr(s, "conv_scope", None) == layer]
+        inside = [s for s in self.graph.steps if layer in (s.scope, s.conv_scope) or s.scope.startswith(layer + ".")]
         if not inside:
             raise ValueError(f"layer {layer!r} is not a module the traced model runs")
         step = inside[-1]
