@@ -210,6 +210,26 @@ def test_unsupported_models_fall_back_to_batches_with_a_notice(model, notice):
     assert torch.equal(ours, plain)
 
 
+def test_a_model_with_hooks_falls_back_and_keeps_its_hooks():
+    torch.manual_seed(0)
+    model, x = Rolled().eval(), images(1, 12, 12)
+    handle = model.a.register_forward_hook(lambda m, i, out: out * 2)  # changes the output: must not be skipped
+    try:
+        plain = occlusion_map(model, x, 0, window=4, stride=4, method="batched")
+        with pytest.warns(UserWarning, match="it has forward hooks \\(on a\\)"):
+            assert torch.equal(occlusion_map(model, x, 0, window=4, stride=4, method="incremental"), plain)
+        assert helpers.hooks(model) == 1
+    finally:
+        handle.remove()
+
+
+def test_batch_norm_with_batch_statistics_is_not_pointwise():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4, track_running_stats=False), nn.Conv2d(4, 4, 3),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    kinds = [s.kind for s in occlusion_plan(net, images(2, 12, 12), window=4, stride=4).graph.steps]
+    assert kinds == ["window", "pointwise", "dense", "window", "dense", "dense"]
+
+
 def test_unknown_ops_are_computed_in_full():
     torch.manual_seed(0)
     model, x = Rolled().eval(), images(2, 16, 16)
