@@ -115,8 +115,10 @@ def _occlusion_case(model, x, target, window, stride, captum_per_eval) -> dict:
                      "approximate": measured("approximate", run("approximate"))}, rounds=1)
     scale = (_windows(window, stride) + 1) / (_windows(window, proxy) + 1)
     times["batched"], times["captum"] = times["batched"] * scale, times["captum"] * scale
+    plain = results["batched"]
+    same = (results["exact"] - plain).abs().max().item() / (plain.max() - plain.min()).item() if proxy == stride else None
     return {"times": times, "corr": _correlation(results["approximate"], results["exact"]), "memory": memory,
-            "scaled": proxy != stride}
+            "scaled": proxy != stride, "difference": same}
 
 
 def _occlusion() -> list[dict]:
@@ -140,7 +142,9 @@ def _occlusion() -> list[dict]:
             speedup = t["batched"] / t["exact"]
             rows.append(row(f"{title}: exact", t["exact"], t["batched"],
                             f"speed-up {speedup:.2f}x = {speedup / ceiling:.0%} of the MAC ceiling {ceiling:.2f}x "
-                            f"({recomputed / full:.0%} of the MACs per window){mem}", "batched" + scaled))
+                            f"({recomputed / full:.0%} of the MACs per window){mem}"
+                            + ("" if case["difference"] is None else f"; maps equal to {case['difference']:.0e} of their range"),
+                            "batched" + scaled))
             rows.append(row(f"{title}: exact vs Captum", t["exact"], t["captum"],
                             f"speed-up {t['captum'] / t['exact']:.2f}x; MAC ceiling {ceiling:.2f}x",
                             f"Captum Occlusion, ppe={captum_per_eval}{scaled}"))

@@ -119,11 +119,8 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     _occlusion_budget(model, images, window, stride, perturbations_per_eval)
     (n, _, height, width), device = images.shape, images.device
     labels = check_target(target, n, device)
-    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
-    if wh > height or ww > width or sh > wh or sw > ww:
-        raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {(height, width)}")
+    rows, cols, (wh, ww) = occlusion.window_grid((height, width), window, stride)
     fill = check_baseline(baseline, images)
-    rows, cols = occlusion.window_offsets(height, wh, sh), occlusion.window_offsets(width, ww, sw)
     windows = [(y, x) for y in rows for x in cols]
     per_eval = None if perturbations_per_eval is None else check_int(perturbations_per_eval, "perturbations_per_eval")
     score = _SCORES[check_choice(output, "output", tuple(_SCORES))]

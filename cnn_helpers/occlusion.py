@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images, check_model, check_pair, evaluating, gather
-from .occlusion_graph import Step, UnsupportedModel, compile_graph
-from .occlusion_plan import Plan, Region, make_plan, window_offsets
+from .checks import check_images, check_model, evaluating, gather
+from .occlusion_graph import Graph, Step, UnsupportedModel, compile_graph
+from .occlusion_plan import Plan, Region, make_plan, window_grid, window_offsets
 
-__all__ = ["UnsupportedModel", "Plan", "window_offsets", "accumulate", "occlusion_plan", "window_drops"]
+__all__ = ["UnsupportedModel", "Plan", "window_offsets", "window_grid", "accumulate", "occlusion_plan", "window_drops"]
 
 TENSOR_BYTES = {"cpu": 24 << 20}  # per activation of a batch: under glibc's 32 MB mmap threshold, memory is reused
 OTHER_DEVICE_BYTES = 512 << 20
@@ -95,6 +95,21 @@ def _tables_needed(plan: Plan) -> set[tuple[str, tuple[int, int, int, int], floa
     return needed
 
 
+def _dense_tail(graph: Graph) -> tuple[int, str]:
+    """(index of the first step, the one value it reads) of the longest run of dense steps at the end that reads a
+    single value from before it (a classifier: one large weight read per batch, so it gets larger batches)."""
+    start = len(graph.steps)
+    while start > 0 and graph.steps[start - 1].kind == "dense":
+        names = {s.name for s in graph.steps[start - 1:]}
+        if len({src for s in graph.steps[start - 1:] for src in s.sources if src not in names}) != 1:
+            break
+        start -= 1
+    if start == len(graph.steps):
+        return start, graph.output
+    names = {s.name for s in graph.steps[start:]}
+    return start, next(src for s in graph.steps[start:] for src in s.sources if src not in names)
+
+
 class _Runner:
     """Runs batches of windows through a plan: each layer's changed rectangle, the rest read from the cache."""
 
@@ -104,6 +119,7 @@ class _Runner:
         self.tables: dict[tuple, tuple[torch.Tensor, int, int]] = {}
         self.fill = fill
         self.last_use = {s: i for i, step in enumerate(self.graph.steps) for s in step.sources}
+        self.tail, self.bridge = _dense_tail(self.graph)
         # a convolution's or pooling's output that only one step reads may be overwritten by that step
         self.overwritable = {step.name: step.kind == "window" and self.graph.users.get(step.name) == 1
                              for step in self.graph.steps}
@@ -181,16 +197,23 @@ class _Runner:
         return Patch(_channels_last(torch.where(inside, self.gather("fill", y, x, region.h, region.w), image)), y, x)
 
     def run(self, wins: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
-        """The model's output (len(wins) * N, ...) for windows ``wins`` (indices into the plan's windows)."""
+        """Windows ``wins`` (indices into the plan's windows) up to the dense tail: its input, (len(wins) * N, ...)."""
         widx = wins.to(self.device).repeat_interleave(self.n)
         self.img = torch.arange(self.n, device=self.device).repeat(len(wins))
-        values: dict[str, Any] = {self.graph.input: self._input(widx, window)}
-        for i, step in enumerate(self.graph.steps):
+        values = self._steps({self.graph.input: self._input(widx, window)}, 0, self.tail, widx)
+        return self.whole(self.bridge, values[self.bridge])
+
+    def finish(self, bridge: torch.Tensor) -> torch.Tensor:
+        """The dense tail (classifier) on the concatenated outputs of several ``run`` calls: the model's output."""
+        return self._steps({self.bridge: bridge}, self.tail, len(self.graph.steps), None)[self.graph.output]
+
+    def _steps(self, values: dict[str, Any], start: int, stop: int, widx: torch.Tensor | None) -> dict[str, Any]:
+        for i, step in enumerate(self.graph.steps[start:stop], start=start):
             values[step.name] = self._step(step, [values[s] for s in step.sources], widx)
             for source in step.sources:
                 if self.last_use[source] == i:
                     del values[source]
-        return values[self.graph.output]
+        return values
 
     def _step(self, step: Step, inputs: list[Any], widx: torch.Tensor) -> Any:
         region = self.plan.regions[step.name]
@@ -226,6 +249,15 @@ def _windows_per_batch(plan: Plan, images: torch.Tensor) -> int:
         per_window = max(per_window, numel)
     budget = TENSOR_BYTES.get(images.device.type, OTHER_DEVICE_BYTES) // PATCH_BYTES_FACTOR
     return max(1, budget // (per_window * images.element_size() * images.shape[0]))
+
+
+def _windows_per_tail(plan: Plan, runner: _Runner, images: torch.Tensor) -> int:
+    """Windows per batch of the dense tail: as many as keep the tail's input under the byte budget."""
+    if runner.tail == len(plan.graph.steps):
+        return 1
+    numel = math.prod(plan.graph.shapes[runner.bridge] or (1,))
+    budget = TENSOR_BYTES.get(images.device.type, OTHER_DEVICE_BYTES)
+    return max(1, budget // (numel * images.element_size() * images.shape[0]))
 
 
 def _lattice(count: int) -> list[int]:
@@ -307,12 +339,14 @@ def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     runner, n = _Runner(plan, images, fill), images.shape[0]
     reference = gather(score(graph.cache[graph.output]), labels)
     per_eval = per_eval or _windows_per_batch(plan, images)
+    tail_eval = max(per_eval, _windows_per_tail(plan, runner, images) // per_eval * per_eval)
 
     def drops_of(wins: torch.Tensor) -> torch.Tensor:
         out = []
-        for chunk in wins.split(per_eval):
-            scores = gather(score(runner.run(chunk, window)), labels.repeat(len(chunk)))
-            out.append(reference - scores.view(len(chunk), n))
+        for group in wins.split(tail_eval):  # the classifier gets several batches at once
+            logits = runner.finish(torch.cat([runner.run(chunk, window) for chunk in group.split(per_eval)]))
+            scores = gather(score(logits), labels.repeat(len(group)))
+            out.append(reference - scores.view(len(group), n))
         return torch.cat(out)
 
     return drops_of(torch.arange(len(windows))) if drill_down is None else _drill_down(drops_of, grid, drill_down)
@@ -338,10 +372,6 @@ def occlusion_plan(model: nn.Module, images: torch.Tensor, *, window: int | tupl
     """
     check_model(model)
     check_images(images, model=model)
-    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
-    height, width = images.shape[-2:]
-    if wh > height or ww > width or sh > wh or sw > ww:
-        raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {(height, width)}")
-    windows = [(y, x) for y in window_offsets(height, wh, sh) for x in window_offsets(width, ww, sw)]
+    rows, cols, size = window_grid(images.shape[-2:], window, stride)
     with evaluating(model), torch.inference_mode():
-        return make_plan(compile_graph(model, images), windows, (wh, ww), field_limit)
+        return make_plan(compile_graph(model, images), [(y, x) for y in rows for x in cols], size, field_limit)

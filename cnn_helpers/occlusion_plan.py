@@ -16,15 +16,23 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_pair
 from .occlusion_graph import Graph, Step
 
-__all__ = ["Region", "Plan", "make_plan", "window_offsets"]
+__all__ = ["Region", "Plan", "make_plan", "window_offsets", "window_grid"]
 
 
 def window_offsets(size: int, window: int, stride: int) -> list[int]:
     """Window starts as Captum places them: every stride, the last one may hang over the edge."""
     return [k * stride for k in range(-(-(size - window) // stride) + 1)]
 
+
+def window_grid(size: tuple[int, int], window: object, stride: object) -> tuple[list[int], list[int], tuple[int, int]]:
+    """(row starts, column starts, (height, width)) of occlusion windows; ValueError unless stride <= window <= size."""
+    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
+    if wh > size[0] or ww > size[1] or sh > wh or sw > ww:
+        raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {tuple(size)}")
+    return window_offsets(size[0], wh, sh), window_offsets(size[1], ww, sw), (wh, ww)
 
 
 @dataclass
