@@ -120,8 +120,9 @@ class _Runner:
         self.fill = fill
         self.last_use = {s: i for i, step in enumerate(self.graph.steps) for s in step.sources}
         self.tail, self.bridge = _dense_tail(self.graph)
-        # a convolution's or pooling's output that only one step reads may be overwritten by that step
-        self.overwritable = {step.name: step.kind == "window" and self.graph.users.get(step.name) == 1
+        # a fresh output (of a convolution, pooling or element-wise op that is not the identity) that only one
+        # step reads may be overwritten by that step
+        self.overwritable = {step.name: self.graph.users.get(step.name) == 1 and step.kind != "dense" and step.fresh
                              for step in self.graph.steps}
         self.overwritable[self.graph.input] = False
         needed = _tables_needed(plan)
@@ -232,7 +233,7 @@ class _Runner:
             return Patch(step.fn(source), y, x)
         inputs = [self.materialize(s, v, y, x, region.h, region.w) for s, v in zip(step.sources, inputs)]
         if step.fn_inplace is not None and self.overwritable[step.sources[0]]:
-            return Patch(step.fn_inplace(inputs[0]), y, x)
+            return Patch(step.fn_inplace(*inputs), y, x)
         return Patch(step.fn(*inputs), y, x)
 
 

@@ -67,6 +67,7 @@ class Step:
     macs: int = 0  # per image, for the whole map
     fn_inplace: Callable[..., Any] | None = None  # an activation that may overwrite its input (a fresh conv output)
     conv_scope: str = ""  # a convolution folded into this (batch-norm) step: its module name
+    fresh: bool = True  # returns a new tensor (not its input, as nn.Identity or nn.Dropout in eval mode do)
 
 
 @dataclass
@@ -109,6 +110,18 @@ def _bind(node: fx.Node, sources: list[str], module: nn.Module | None, values: d
         pick = lambda n: lookup[n.name] if n.name in lookup else values[n.name]  # noqa: E731
         return _call(node, module, fx.node.map_arg(node.args, pick), fx.node.map_arg(kwargs, pick))
     return fn
+
+
+def _in_place(node: fx.Node, module: nn.Module | None, sources: list[str]) -> Callable[..., Any] | None:
+    """The step overwriting its first input, for activations and residual sums (saves a fresh tensor per batch)."""
+    if module is not None and hasattr(module, "inplace") and len(sources) == 1:
+        module = copy.copy(module)
+        module.inplace = True
+        return module
+    if node.target in (operator.add, operator.iadd, torch.add) and not node.kwargs and len(sources) == 2 \
+            and [n.name for n in node.args] == sources:
+        return lambda a, b: a.add_(b)
+    return None
 
 
 def _constant_across_space(value: Any) -> bool:
@@ -234,9 +247,8 @@ def _step(node: fx.Node, gm: fx.GraphModule, modules: dict, steps: dict[str, Ste
             out = fn(*[values[s] for s in sources])
         kind = "pointwise" if _is_pointwise(node, module, sources, values, out) else "dense"
         step = Step(node.name, kind, sources, fn, shape=tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
-        if kind == "pointwise" and hasattr(module, "inplace") and len(sources) == 1:
-            step.fn_inplace = copy.copy(module)
-            step.fn_inplace.inplace = True
+        step.fn_inplace = _in_place(node, module, sources) if kind == "pointwise" else None
+        step.fresh = type(module) not in (nn.Identity, nn.Dropout, nn.Dropout2d)
         step.macs = counter.get_total_flops() // 2 // values[sources[0]].shape[0] if kind == "dense" else 0
         values[node.name] = out.contiguous(memory_format=torch.channels_last) if kind == "pointwise" else out
     if step.kind == "window":
