@@ -102,8 +102,9 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
         output: The score whose drop is measured: ``"logit"`` (as Captum) or ``"probability"`` (the softmax,
             as Zeiler & Fergus plot it). Default: ``"logit"``.
         method: ``"batched"`` (whole occluded images), ``"incremental"`` (each layer recomputes only what the
-            window changed: same map, :mod:`cnn_helpers.occlusion`), ``"approximate"`` (changed regions capped,
-            coarse windows first: a close map, faster still) or ``"auto"`` (incremental where it saves work).
+            window changed: same map, :mod:`cnn_helpers.occlusion`), ``"approximate"`` (incremental, every second
+            window first, the rest interpolated unless near large drops: a close map, faster still) or ``"auto"``
+            (incremental where counting multiply-accumulates promises a saving).
             A model that cannot be traced falls back to ``"batched"`` with a notice. Default: ``"auto"``.
 
     Returns:

@@ -32,11 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images, check_model, evaluating, gather
+from .checks import check_float, check_images, check_model, evaluating, gather
 from .occlusion_graph import Graph, Step, UnsupportedModel, compile_graph
 from .occlusion_plan import Plan, Region, make_plan, window_grid, window_offsets
 
-__all__ = ["UnsupportedModel", "Plan", "window_offsets", "window_grid", "accumulate", "occlusion_plan", "window_drops"]
+# public: occlusion_plan and what it returns; window_grid, window_drops and accumulate are the engine behind
+# attribution.occlusion_map, which checks their inputs
+__all__ = ["UnsupportedModel", "Plan", "occlusion_plan"]
 
 TENSOR_BYTES = {"cpu": 24 << 20}  # per activation of a batch: under glibc's 32 MB mmap threshold, memory is reused
 OTHER_DEVICE_BYTES = 512 << 20
@@ -367,12 +369,14 @@ def occlusion_plan(model: nn.Module, images: torch.Tensor, *, window: int | tupl
         ``ceiling()`` (the speed-up over plain batches that counting multiply-accumulates allows).
 
     Raises:
-        UnsupportedModel: the model cannot be traced, or its traced graph disagrees with it.
+        UnsupportedModel: (a ValueError) the model cannot be traced, or its traced graph disagrees with it.
     Example:
         >>> plan = occlusion_plan(model, images, window=32, stride=16); plan.ceiling()
     """
     check_model(model)
     check_images(images, model=model)
+    if field_limit is not None:
+        field_limit = check_float(field_limit, "field_limit", minimum=0.0, maximum=1.0, strict_minimum=True)
     rows, cols, size = window_grid(images.shape[-2:], window, stride)
     with evaluating(model), torch.inference_mode():
         return make_plan(compile_graph(model, images), [(y, x) for y in rows for x in cols], size, field_limit)

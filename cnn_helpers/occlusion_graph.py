@@ -43,7 +43,7 @@ IN_PLACE_FUNCTIONS = {operator.iadd: operator.add, operator.isub: operator.sub, 
 POINTWISE_METHODS = {"add", "sub", "mul", "div", "relu", "sigmoid", "tanh", "clamp", "neg"}
 
 
-class UnsupportedModel(Exception):
+class UnsupportedModel(ValueError):
     """The model cannot be run incrementally (tracing failed, or the traced graph disagrees with the model)."""
 
 
@@ -276,6 +276,7 @@ def compile_graph(model: nn.Module, images: torch.Tensor) -> Graph:
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise UnsupportedModel(f"its forward takes {len(placeholders)} inputs, not one image batch")
+    images = images.detach()  # the cache is returned with the plan: nothing in it may carry an autograd graph
     expected = model(images)
     values: dict[str, Any] = {placeholders[0].name: images}
     steps: dict[str, Step] = {}

@@ -290,3 +290,16 @@ def test_model_and_images_are_left_as_found(method):
     with pytest.raises(ValueError, match="target must be a class index"):
         occlusion_map(model, x, 5000, window=8, stride=4, method=method)
     helpers.assert_unchanged(before, helpers.snapshot(model, x))
+
+
+def test_occlusion_plan_leaves_model_and_images_as_found():
+    model, x = helpers.mixed_mode(classifier("resnet18")), images(1, 32, 32)
+    before = helpers.snapshot(model, x)
+    plan = occlusion_plan(model, x, window=8, stride=4)
+    helpers.assert_unchanged(before, helpers.snapshot(model, x))
+    assert len(plan.windows) == 7 * 7 and plan.ceiling() > 1
+    with pytest.raises(ValueError, match="field_limit"):
+        occlusion_plan(model, x, window=8, stride=4, field_limit=1.5)
+    with pytest.raises(ValueError, match="need stride <= window"):
+        occlusion_plan(model, x, window=8, stride=16)
+    helpers.assert_unchanged(before, helpers.snapshot(model, x))
