@@ -1,27 +1,42 @@
-"""cnn_helpers.attribution vs Captum: same model (the offline EfficientNet-Lite0), image, settings.
+"""cnn_helpers.attribution vs Captum: same model, image (the dog, 224 px), settings.
 
-Occlusion: ours with its automatic batch size against Captum's ``Occlusion`` at its best
-``perturbations_per_eval`` among 16 and 32 (8 or one window per forward are slower still and left out to
-keep the run short); the maps must be identical. Beyond batching, ours feeds the occluded batches
-channels-last (oneDNN's faster convolution layout on a CPU). Saliency, Integrated Gradients and SmoothGrad:
-time ratios, same results. Calls are interleaved and the fastest of each kept, so that other load on the
-machine affects both sides alike. About 1-2 minutes on 2 idle CPU cores.
+Occlusion (VGG-16, ResNet-50, EfficientNet-Lite0; windows 32/stride 16 and 16/8): the exact incremental path
+and the approximate one against our plain batched path and against Captum's ``Occlusion`` at its fastest
+``perturbations_per_eval`` (of 1, 4, 16, picked on a short run). Beside each ratio: the ceiling that counting
+multiply-accumulates allows (``occlusion.occlusion_plan``), the approximate map's correlation with the exact
+one, and peak memory (resident, above what was in use before; Linux). The batched path and Captum cost the
+same per window at any stride, so at stride 8 they are timed at stride 16 and scaled by the window count
+(``BENCH_OCCLUSION_FULL=1`` times them in full: about 4x longer). VGG-16 and ResNet-50 have random weights
+unless torchvision's are cached (same cost; the approximate map's correlation depends on the weights).
+About 10 minutes on 2 idle CPU cores, most of it the reference paths.
+
+Saliency, Integrated Gradients and SmoothGrad: time ratios on EfficientNet-Lite0, same results. Calls are
+interleaved and the fastest of each kept, so that other load on the machine affects both sides alike.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import torch
+import torchvision
 from run import row
 
 from cnn_helpers import attribution as attr
+from cnn_helpers import occlusion
 from cnn_helpers.data import load_image
-from cnn_helpers.models import load_pretrained
+from cnn_helpers.models import (IMAGENET_MEAN, IMAGENET_STD, WHEEL_MODELS, ImageClassifier, Normalize,
+                                available_models, load_pretrained)
 
-SIZE, WINDOW, STRIDE = 224, 32, 16
+SIZE = 224
+OCCLUSION_MODELS = ("vgg16", "resnet50", "efficientnet_lite0")
+CAPTUM_PER_EVAL = (1, 4, 16)
+OCCLUSION_FULL = os.environ.get("BENCH_OCCLUSION_FULL") == "1"
 
 
 def fastest(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
@@ -35,24 +50,135 @@ def fastest(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, fl
     return best
 
 
-def _occlusion(model: torch.nn.Module, x: torch.Tensor, target: int) -> list[dict]:
+def peak_memory(call: Callable[[], object]) -> tuple[object, float | None]:
+    """(result, peak resident memory in MB above what was in use before the call); None off Linux/glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed memory back, so that the peak starts from what is in use
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current resident size
+        before = _status("VmRSS")
+    except OSError:
+        return call(), None
+    result = call()
+    return result, (_status("VmHWM") - before) / 1024
+
+
+def _status(field: str) -> int:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1])  # kB
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+
+
+def _occlusion_model(name: str) -> tuple[torch.nn.Module, str]:
+    """The pretrained model where its weights are here, else the architecture with random weights (same cost)."""
+    if name in WHEEL_MODELS or available_models()[name]:
+        return load_pretrained(name).model, "pretrained"
+    torch.manual_seed(0)
+    net = torchvision.models.get_model(name, weights=None)
+    return ImageClassifier(net, Normalize(IMAGENET_MEAN, IMAGENET_STD)).eval().requires_grad_(False), "random weights"
+
+
+def _captum_occlusion(model: torch.nn.Module, x: torch.Tensor, target: int, window: int, stride: int, per_eval: int):
     from captum.attr import Occlusion
 
-    def captum(per_eval: int) -> Callable[[], torch.Tensor]:
-        return lambda: Occlusion(model).attribute(x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
-                                                  target=target, perturbations_per_eval=per_eval)
+    return lambda: Occlusion(model).attribute(x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
+                                              target=target, perturbations_per_eval=per_eval)
 
-    calls = {"ours": lambda: attr.occlusion_map(model, x, target, window=WINDOW, stride=STRIDE),
-             "ppe=16": captum(16), "ppe=32": captum(32)}
-    ours, theirs = calls["ours"](), calls["ppe=32"]()
-    times = fastest(calls, rounds=2)
-    best = min(("ppe=16", "ppe=32"), key=times.get)
-    diff = (ours - theirs[:, 0]).abs().max().item()
-    windows = len(range(0, SIZE - WINDOW + STRIDE, STRIDE)) ** 2
-    note = (f"{windows} windows; maps {'identical' if diff < 1e-4 else 'DIFFER'} (max diff {diff:.1e}); "
-            f"Captum ppe=16 {times['ppe=16']:.1f} s, ppe=32 {times['ppe=32']:.1f} s")
-    return [row(f"occlusion {SIZE} px, window {WINDOW}, stride {STRIDE}", times["ours"], times[best], note,
-                f"Captum Occlusion, {best}")]
+
+def _captum_best(model: torch.nn.Module, x: torch.Tensor, target: int) -> int:
+    """Captum's fastest perturbations_per_eval among CAPTUM_PER_EVAL, timed on a short run (window 32, stride 32)."""
+    times = fastest({per_eval: _captum_occlusion(model, x, target, 32, 32, per_eval) for per_eval in CAPTUM_PER_EVAL}, 1)
+    return min(times, key=times.get)
+
+
+def _windows(window: int, stride: int) -> int:
+    return len(occlusion.window_offsets(SIZE, window, stride)) ** 2
+
+
+def _occlusion_case(model, x, target, window, stride, captum_per_eval) -> dict:
+    """Seconds and peak memory of batched, Captum, exact and approximate occlusion (each run once), and the
+    approximate map's correlation with the exact one."""
+    results, memory = {}, {}
+
+    def measured(name: str, call: Callable[[], object]) -> Callable[[], None]:
+        def go() -> None:
+            results[name], memory[name] = peak_memory(call)
+        return go
+
+    run = lambda method, s=stride: lambda: attr.occlusion_map(model, x, target, window=window, stride=s, method=method)  # noqa: E731
+    proxy = stride if OCCLUSION_FULL or stride == 16 else 16  # the reference paths' cost per window is the same
+    times = fastest({"batched": measured("batched", run("batched", proxy)),
+                     "captum": measured("captum", _captum_occlusion(model, x, target, window, proxy, captum_per_eval)),
+                     "exact": measured("exact", run("incremental")),
+                     "approximate": measured("approximate", run("approximate"))}, rounds=1)
+    scale = (_windows(window, stride) + 1) / (_windows(window, proxy) + 1)
+    times["batched"], times["captum"] = times["batched"] * scale, times["captum"] * scale
+    plain = results["batched"]
+    same = (results["exact"] - plain).abs().max().item() / (plain.max() - plain.min()).item() if proxy == stride else None
+    return {"times": times, "corr": _correlation(results["approximate"], results["exact"]), "memory": memory,
+            "scaled": proxy != stride, "difference": same}
+
+
+def _occlusion() -> list[dict]:
+    rows = []
+    x = load_image("dog", size=SIZE)
+    for name in OCCLUSION_MODELS:
+        model, weights = _occlusion_model(name)
+        with torch.no_grad():
+            target = model(x).argmax(1).item()
+        captum_per_eval = _captum_best(model, x, target)
+        for window, stride in ((32, 16), (16, 8)):
+            plan = occlusion.occlusion_plan(model, x, window=window, stride=stride)
+            full, recomputed = plan.macs()
+            case = _occlusion_case(model, x, target, window, stride, captum_per_eval)
+            t, ceiling = case["times"], plan.ceiling()
+            title = f"occlusion {name} ({weights}), {SIZE} px, window {window}, stride {stride} ({len(plan.windows)} windows)"
+            scaled = " (timed at stride 16, scaled)" if case["scaled"] else ""
+            memory = case["memory"]
+            mem = (f"; peak memory {memory['exact']:.0f} MB vs {memory['batched']:.0f} MB batched "
+                   f"({memory['exact'] / memory['batched']:.1f}x)") if memory["exact"] is not None else ""
+            speedup = t["batched"] / t["exact"]
+            rows.append(row(f"{title}: exact", t["exact"], t["batched"],
+                            f"speed-up {speedup:.2f}x = {speedup / ceiling:.0%} of the MAC ceiling {ceiling:.2f}x "
+                            f"({recomputed / full:.0%} of the MACs per window){mem}"
+                            + ("" if case["difference"] is None else f"; maps equal to {case['difference']:.0e} of their range"),
+                            "batched" + scaled))
+            rows.append(row(f"{title}: exact vs Captum", t["exact"], t["captum"],
+                            f"speed-up {t['captum'] / t['exact']:.2f}x; MAC ceiling {ceiling:.2f}x",
+                            f"Captum Occlusion, ppe={captum_per_eval}{scaled}"))
+            rows.append(row(f"{title}: approximate", t["approximate"], t["batched"],
+                            f"speed-up {t['batched'] / t['approximate']:.2f}x, map correlation with exact {case['corr']:.3f}; "
+                            f"exact MAC ceiling {ceiling:.2f}x", "batched" + scaled))
+            print(rows[-3]["note"], rows[-2]["note"], rows[-1]["note"], sep="\n", flush=True)
+    return rows
+
+
+def _field_limit(limit: float = 0.5) -> list[dict]:
+    """The paper's other approximation, projective-field thresholding, on EfficientNet-Lite0 (window 32, stride 16):
+    its speed and its map's correlation with the exact one (why ``method="approximate"`` drills down instead)."""
+    from cnn_helpers.checks import check_baseline, evaluating
+
+    model, x = load_pretrained("efficientnet_lite0").model, load_image("dog", size=SIZE)
+    rows, cols, size = occlusion.window_grid(x.shape[-2:], 32, 16)
+    windows = [(y, c) for y in rows for c in cols]
+    with torch.no_grad():
+        labels = model(x).argmax(1)
+    maps = {}
+
+    def drops(field_limit: float | None) -> Callable[[], None]:
+        def go() -> None:
+            with evaluating(model), torch.inference_mode():
+                d = occlusion.window_drops(model, x, labels, lambda logits: logits, windows=windows, grid=(len(rows), len(cols)),
+                                           window=size, fill=check_baseline(0.0, x), field_limit=field_limit)
+            maps[field_limit] = occlusion.accumulate(d, windows, x.shape[-2:], size)
+        return go
+
+    times = fastest({"exact": drops(None), "threshold": drops(limit)}, rounds=1)
+    return [row(f"occlusion efficientnet_lite0, {SIZE} px, window 32, stride 16: projective-field threshold {limit}",
+                times["threshold"], times["exact"],
+                f"map correlation with exact {_correlation(maps[limit], maps[None]):.2f}", "exact incremental")]
 
 
 def _gradient_methods(model: torch.nn.Module, x: torch.Tensor, target: int) -> list[dict]:
@@ -90,4 +216,4 @@ def run() -> list[dict]:
     x = load_image("dog", size=SIZE)
     with torch.no_grad():
         target = model(x).argmax(1).item()
-    return _occlusion(model, x, target) + _gradient_methods(model, x, target)
+    return _occlusion() + _field_limit() + _gradient_methods(model, x, target)

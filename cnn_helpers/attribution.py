@@ -12,6 +12,7 @@ Results are detached, on the input's device. Quality measures live in ``attribut
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import occlusion
 from .budget import check_cost, check_memory
 from .checks import (Target, batch_size_for, check_baseline, check_bool, check_choice, check_float, check_generator,
                      check_images, check_int, check_layer, check_model, check_pair, check_target, evaluating, gather,
@@ -30,11 +32,6 @@ IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_rig
 
 
 _SCORES = {"logit": lambda logits: logits, "probability": lambda logits: logits.softmax(dim=1)}
-
-
-def _offsets(size: int, window: int, stride: int) -> list[int]:
-    """Window starts as Captum places them: every stride, the last one may hang over the edge."""
-    return [k * stride for k in range(-(-(size - window) // stride) + 1)]
 
 
 def _forward_channels_last(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -50,26 +47,71 @@ def _forward_channels_last(model: nn.Module, batch: torch.Tensor) -> torch.Tenso
         return model(batch)
 
 
+def _largest_activation(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The model's output on ``images`` and the largest number of elements any of its layers returns per image."""
+    largest = [images[0].numel()]
+
+    def record(_module: nn.Module, _inputs: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim > 0:
+            largest.append(out.numel() // max(out.shape[0], 1))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    try:
+        return model(images.clone()), max(largest)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _batched_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, score, windows: list[tuple[int, int]],
+                   window: tuple[int, int], fill: torch.Tensor, per_eval: int | None) -> torch.Tensor:
+    """(W, N) score drops, ``per_eval`` windows per forward pass (each a batch of the N images)."""
+    n, (wh, ww) = images.shape[0], window
+    logits, largest = _largest_activation(model, images)
+    reference = gather(score(logits), labels)
+    if per_eval is None:  # keep every activation of a batch under the budget (CPU: no fresh pages per batch)
+        budget = occlusion.TENSOR_BYTES.get(images.device.type, occlusion.OTHER_DEVICE_BYTES)
+        per_eval = max(1, budget // (largest * images.element_size() * n))
+    drops = []
+    for start in range(0, len(windows), per_eval):
+        chunk = windows[start:start + per_eval]
+        batch = images.repeat(len(chunk), 1, 1, 1)
+        for i, (y, x) in enumerate(chunk):
+            batch[i * n:(i + 1) * n, :, y:y + wh, x:x + ww] = fill[:, :, y:y + wh, x:x + ww]
+        scores = gather(score(_forward_channels_last(model, batch)), labels.repeat(len(chunk)))
+        drops.append(reference - scores.view(len(chunk), n))
+    return torch.cat(drops)
+
+
+OCCLUSION_METHODS = ("auto", "incremental", "batched", "approximate")
+APPROXIMATE = {"drill_down": 0.25}  # the approximate mode's tolerance: correlation with the exact map >= 0.95 (bench)
+AUTO_MIN_GAIN = 1.3  # "auto" runs incrementally when that saves at least this factor of multiply-accumulates
+
+
 def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, window: int | tuple[int, int],
                   stride: int | tuple[int, int], baseline: float | torch.Tensor = 0.0,
-                  perturbations_per_eval: int | None = None, output: str = "logit") -> torch.Tensor:
+                  perturbations_per_eval: int | None = None, output: str = "logit", method: str = "auto") -> torch.Tensor:
     """Occlusion: how much the target score drops when a window of the image is replaced by ``baseline``.
 
     Args:
         images: (N, 3, H, W) in [0, 1]. target: Class index, int or (N,).
         window, stride: Window size and step in pixels, int or (height, width); stride <= window.
         baseline: The fill value, a float or a tensor broadcastable to (N, 3, H, W). Default: 0.0 (black).
-        perturbations_per_eval: Windows per forward pass (each one a batch of N images).
-            Default: None = about 32 images of 224 px per batch on a CPU, 128 on a GPU.
-        output: The score whose drop is measured: ``"logit"`` (the class score before the softmax, as
-            Captum measures it) or ``"probability"`` (the softmax probability, as Zeiler & Fergus plot it).
-            Default: ``"logit"``.
+        perturbations_per_eval: Windows per forward pass (each one a batch of N images). Default: None = as
+            many as keep every activation of a batch under 24 MB on a CPU (512 MB on a GPU).
+        output: The score whose drop is measured: ``"logit"`` (as Captum) or ``"probability"`` (the softmax,
+            as Zeiler & Fergus plot it). Default: ``"logit"``.
+        method: ``"batched"`` (whole occluded images), ``"incremental"`` (each layer recomputes only what the
+            window changed: same map, :mod:`cnn_helpers.occlusion`), ``"approximate"`` (incremental, every second
+            window first, the rest interpolated unless near large drops: a close map, faster still) or ``"auto"``
+            (incremental where counting multiply-accumulates promises a saving).
+            A model that cannot be traced falls back to ``"batched"`` with a notice. Default: ``"auto"``.
 
     Returns:
         (N, H, W): per pixel, the mean score drop over the windows covering it. Captum's ``Occlusion``
         with a (3, h, w) window returns (N, 3, H, W) with this same map in every channel.
 
-    Reference: Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    Reference: Zeiler & Fergus, ECCV 2014; incremental: Nakandala et al., SIGMOD 2019.
     Example:
         >>> heat = occlusion_map(model, images, 285, window=32, stride=16)
     """
@@ -78,30 +120,25 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     _occlusion_budget(model, images, window, stride, perturbations_per_eval)
     (n, _, height, width), device = images.shape, images.device
     labels = check_target(target, n, device)
-    (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
-    if wh > height or ww > width or sh > wh or sw > ww:
-        raise ValueError(f"need stride <= window <= image size; got window {(wh, ww)}, stride {(sh, sw)}, image {(height, width)}")
+    rows, cols, (wh, ww) = occlusion.window_grid((height, width), window, stride)
     fill = check_baseline(baseline, images)
-    windows = [(y, x) for y in _offsets(height, wh, sh) for x in _offsets(width, ww, sw)]
-    per_eval = perturbations_per_eval
-    if per_eval is None:
-        per_eval = max(1, batch_size_for(images, 128 if device.type == "cuda" else 32) // n)
-    per_eval = check_int(per_eval, "perturbations_per_eval")
+    windows = [(y, x) for y in rows for x in cols]
+    per_eval = None if perturbations_per_eval is None else check_int(perturbations_per_eval, "perturbations_per_eval")
     score = _SCORES[check_choice(output, "output", tuple(_SCORES))]
-    total = torch.zeros(n, height, width, device=device)
-    counts = torch.zeros(height, width, device=device)
+    method = check_choice(method, "method", OCCLUSION_METHODS)
     with evaluating(model), torch.inference_mode():
-        reference = gather(score(model(images.clone())), labels)
-        for start in range(0, len(windows), per_eval):
-            chunk = windows[start:start + per_eval]
-            batch = images.repeat(len(chunk), 1, 1, 1)
-            for i, (y, x) in enumerate(chunk):
-                batch[i * n:(i + 1) * n, :, y:y + wh, x:x + ww] = fill[:, :, y:y + wh, x:x + ww]
-            drops = reference - gather(score(_forward_channels_last(model, batch)), labels.repeat(len(chunk))).view(len(chunk), n)
-            for i, (y, x) in enumerate(chunk):
-                total[:, y:y + wh, x:x + ww] += drops[i, :, None, None]
-                counts[y:y + wh, x:x + ww] += 1
-    return total / counts
+        drops = None
+        if method != "batched":
+            settings = APPROXIMATE if method == "approximate" else {}
+            try:
+                drops = occlusion.window_drops(model, images, labels, score, windows=windows, grid=(len(rows), len(cols)),
+                                               window=(wh, ww), fill=fill, per_eval=per_eval, **settings,
+                                               min_gain=AUTO_MIN_GAIN if method == "auto" else None)
+            except occlusion.UnsupportedModel as err:
+                warnings.warn(f"occlusion_map: cannot run {method} ({err}); using method='batched'", stacklevel=2)
+        if drops is None:
+            drops = _batched_drops(model, images, labels, score, windows, (wh, ww), fill, per_eval)
+    return occlusion.accumulate(drops, windows, (height, width), (wh, ww))
 
 
 def _occlusion_budget(model: nn.Module, images: torch.Tensor, window: object, stride: object, per_eval: object) -> None:

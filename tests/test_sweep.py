@@ -33,7 +33,7 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cnn_helpers import attribution, attribution_eval, complexity, data, gradients, models, plotting, repro  # noqa: E402
+from cnn_helpers import attribution, attribution_eval, complexity, data, gradients, models, occlusion, plotting, repro  # noqa: E402
 from cnn_helpers import architectures, smallnets, training  # noqa: E402
 from cnn_helpers import featurevis, featurevis_dream, featurevis_layers, featurevis_objectives  # noqa: E402
 from cnn_helpers import featurevis_params, featurevis_transforms  # noqa: E402
@@ -103,6 +103,8 @@ SWEEP: list[Entry] = [
     # attribution
     entry(attribution.occlusion_map, model=MODEL, images=IMAGES, target=TARGET, window=4, stride=2,
           kinds={"perturbations_per_eval": "batch"}),
+    entry(occlusion.occlusion_plan, model=MODEL, images=IMAGES, window=4, stride=2, kinds={"field_limit": "float+"},
+          expect={"field_limit:none": "same"}),  # None: the default, exact regions
     entry(attribution.saliency_map, model=MODEL, images=IMAGES, target=TARGET),
     entry(attribution.smoothgrad, model=MODEL, images=IMAGES, target=TARGET, samples=3, generator=GEN,
           kinds={"stdev": "float0"}),
