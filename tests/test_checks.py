@@ -64,6 +64,17 @@ def test_check_images_against_the_model():
         checks.check_images(torch.rand(1, 3, 4, 4, dtype=torch.float64), model=model)
 
 
+def test_check_images_channels():
+    checks.check_images(torch.rand(2, 1, 4, 4), channels=None)  # any count, the other checks still apply
+    checks.check_images(torch.rand(2, 1, 4, 4), channels=1)
+    with pytest.raises(ValueError, match=r"images must have 3 channels \(RGB\), got 1.*expand"):
+        checks.check_images(torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="images must have 1 channels, got 3"):
+        checks.check_images(torch.rand(2, 3, 4, 4), channels=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        checks.check_images(torch.full((1, 1, 2, 2), 2.0), channels=None)
+
+
 def test_check_baseline():
     images = torch.rand(2, 3, 4, 4)
     assert checks.check_baseline(0.5, images).shape == images.shape
