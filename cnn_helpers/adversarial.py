@@ -173,7 +173,8 @@ def _candidates(logits: torch.Tensor, labels: torch.Tensor, classes: int | None)
     return torch.cat([labels[:, None], others], dim=1)
 
 
-def _deepfool_step(model: nn.Module, x: torch.Tensor, candidates: torch.Tensor, overshoot: float):
+def _deepfool_step(model: nn.Module, x: torch.Tensor, candidates: torch.Tensor,
+                   overshoot: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One linearized step for each image: (still correct?, the next images)."""
     with grad_enabled():
         x, candidates = x.detach().clone().requires_grad_(True), candidates.clone()
@@ -189,7 +190,7 @@ def _deepfool_step(model: nn.Module, x: torch.Tensor, candidates: torch.Tensor, 
     nearest = distance.argmin(dim=1)
     index = torch.arange(len(x), device=x.device)
     w_hat, f_hat = w_prime[index, nearest], f_prime[index, nearest]
-    sq_norm = torch.stack([w.norm(p=2) ** 2 for w in w_hat]).clamp_min(1e-24)
+    sq_norm = torch.stack([w.norm(p=2) ** 2 for w in w_hat]).clamp_min(1e-24)  # per image, as torchattacks sums
     delta = f_hat.abs().view(-1, 1, 1, 1) * w_hat / sq_norm.view(-1, 1, 1, 1)
     return correct, torch.clamp(x.detach() + (1 + overshoot) * delta, min=0, max=1)
 
