@@ -160,3 +160,10 @@ def test_check_finite_refuses(value, error, match):
 def test_check_finite_accepts_any_range():
     x = torch.tensor([[-300.0, 2.5]], requires_grad=True)
     assert checks.check_finite(x, "features", ndim=2) is x
+
+
+def test_model_channels_and_the_channel_message():
+    assert checks.model_channels(nn.Sequential(nn.Flatten(), nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1))) == 1
+    assert checks.model_channels(nn.Linear(3, 2)) is None
+    with pytest.raises(ValueError, match=r"images must have 1 channels, got 3 in shape \(2, 3, 4, 4\)$"):
+        checks.check_images(torch.rand(2, 3, 4, 4), channels=1)
