@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .budget import check_cost, check_memory
 from .checks import (Target, check_bool, check_choice, check_float, check_generator, check_images, check_int,
-                     check_model, check_target, evaluating, gather, grad_enabled)
+                     check_model, check_target, evaluating, gather, grad_enabled, model_channels)
 
 __all__ = ["fgsm", "pgd", "project", "deepfool", "NORMS"]
 
@@ -32,7 +33,7 @@ _DIVISION_EPS = 1e-10  # torchattacks' PGDL2 adds this to the gradient norm befo
 def _checked(model: nn.Module, images: object, labels: object) -> torch.Tensor:
     """Validate model and images; labels -> (N,) int64 on the images' device (range checked on first use)."""
     check_model(model)
-    check_images(images, model=model, channels=None)
+    check_images(images, model=model, channels=model_channels(model))  # grayscale digits for a 1-channel net
     return check_target(labels, images.shape[0], images.device, name="labels")
 
 
@@ -83,6 +84,19 @@ def project(adv: torch.Tensor, images: torch.Tensor, *, eps: float, norm: str = 
         >>> adv = project(adv + alpha * grad.sign(), images, eps=8 / 255)
     """
     eps, norm = check_float(eps, "eps", minimum=0.0), check_choice(norm, "norm", NORMS)
+    check_images(images, channels=None)
+    if not isinstance(adv, torch.Tensor) or not adv.is_floating_point():
+        raise TypeError(f"adv must be a float tensor of the shape of images, got {type(adv).__name__}")
+    if adv.shape != images.shape or adv.device != images.device:
+        raise ValueError(f"adv must have the shape and device of images {tuple(images.shape)} on {images.device}, "
+                         f"got {tuple(adv.shape)} on {adv.device}")
+    if not torch.isfinite(adv).all():  # outside [0, 1] is fine: a step has just left the box
+        raise ValueError("adv holds NaN or inf values")
+    return _project(adv.detach(), images.detach(), eps, norm)
+
+
+def _project(adv: torch.Tensor, images: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """:func:`project` without the checks (inside PGD's loop)."""
     delta = adv - images
     if norm == "linf":
         delta = torch.clamp(delta, min=-eps, max=eps)
@@ -131,6 +145,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
     steps, norm = check_int(steps, "steps", minimum=0), check_choice(norm, "norm", NORMS)
     targeted, random_start = check_bool(targeted, "targeted"), check_bool(random_start, "random_start")
     generator, early_stop = check_generator(generator), check_bool(early_stop, "early_stop")
+    check_cost(model, images, steps * len(images), f"pgd with steps={steps}", backward=True, hint="fewer steps")
     images = images.detach()
     adv = _random_start(images, eps, norm, generator) if random_start else images.clone()
     with evaluating(model):
@@ -158,7 +173,7 @@ def _pgd_step(model: nn.Module, adv: torch.Tensor, images: torch.Tensor, labels:
     else:
         length = grad.flatten(1).norm(p=2, dim=1) + _DIVISION_EPS
         step = grad / length.view(-1, *[1] * (grad.ndim - 1))
-    return project(adv + alpha * step, images, eps=eps, norm=norm), logits
+    return _project(adv + alpha * step, images, eps, norm), logits
 
 
 def _candidates(logits: torch.Tensor, labels: torch.Tensor, classes: int | None) -> torch.Tensor:
@@ -223,9 +238,11 @@ def deepfool(model: nn.Module, images: torch.Tensor, labels: Target, *, steps: i
             logits = model(adv)
         gather(logits, labels, name="labels")
         candidates = _candidates(logits, labels, classes)
-        if candidates.shape[1] * images[0].numel() * len(images) > 2 ** 28:
-            raise ValueError(f"deepfool would hold {candidates.shape[1]} gradients of {tuple(images.shape)} images "
-                             "(over 1 GB): use fewer classes (classes=10) or fewer images per call")
+        k = candidates.shape[1]  # one backward pass per candidate class and step, all gradients held at once
+        check_memory(k * images.numel() * images.element_size(), f"deepfool with {k} candidate classes",
+                     "use fewer classes (classes=10) or fewer images per call")
+        check_cost(model, images, steps * len(images) * k, f"deepfool with steps={steps}, {k} classes",
+                   backward=True, hint="fewer steps or classes")
         active = torch.ones(len(images), dtype=torch.bool, device=images.device)
         for _ in range(steps):
             if not active.any():

@@ -17,13 +17,29 @@ import torch
 from torch import nn
 
 from .adversarial import NORMS, fgsm, pgd
-from .checks import (Target, batch_size_for, check_bool, check_choice, check_float, check_images, check_int,
-                     check_model, check_target, evaluating)
+from .budget import check_cost
+from .checks import (Target, batch_size_for, check_bool, check_choice, check_class_indices, check_float,
+                     check_generator, check_images, check_int, check_model, check_target, evaluating, model_channels)
 
 __all__ = ["ATTACKS", "attack", "predict", "accuracy", "eps_curve", "fooling_rate", "transfer_matrix",
            "adversarial_transform"]
 
 ATTACKS = ("fgsm", "pgd")
+
+
+def _check_inputs(model: object, images: object, name: str = "images") -> None:
+    """A model, and images (N, C, H, W) in [0, 1] with the channels, device and dtype it takes."""
+    check_model(model)
+    check_images(images, name=name, model=model, channels=model_channels(model))
+
+
+def _check_labels(model: nn.Module, images: torch.Tensor, labels: object) -> torch.Tensor:
+    """(N,) int64 class indices within the model's outputs (one image is classified to count them)."""
+    labels = check_target(labels, images.shape[0], images.device, name="labels")
+    with torch.no_grad(), evaluating(model):
+        classes = model(images[:1]).shape[1]
+    check_class_indices(labels, classes, "labels")
+    return labels
 
 
 def attack(model: nn.Module, images: torch.Tensor, labels: Target, *, method: str = "pgd", eps: float,
@@ -45,12 +61,13 @@ def attack(model: nn.Module, images: torch.Tensor, labels: Target, *, method: st
     Example:
         >>> adv = attack(model, images, labels, method="pgd", eps=2 / 255, steps=10)
     """
-    check_model(model)
-    check_images(images, model=model, channels=None)
+    _check_inputs(model, images)
     labels = check_target(labels, images.shape[0], images.device, name="labels")
     method, eps = check_choice(method, "method", ATTACKS), check_float(eps, "eps", minimum=0.0)
     steps, norm = check_int(steps, "steps"), check_choice(norm, "norm", NORMS)
     batch_size = batch_size_for(images, 16) if batch_size is None else check_int(batch_size, "batch_size")
+    passes = len(images) * (1 if method == "fgsm" else steps)
+    check_cost(model, images, passes, f"attack with method={method!r}, steps={steps}", backward=True, hint="fewer steps")
     if eps == 0:
         return images.detach().clone()
     alpha = 2.5 * eps / steps if alpha is None else alpha
@@ -67,9 +84,7 @@ def attack(model: nn.Module, images: torch.Tensor, labels: Target, *, method: st
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
     """(N,) predicted classes (argmax of the logits), in eval mode, in batches (about 64 images of 224 px)."""
-    check_model(model)
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images).__name__)}")
+    _check_inputs(model, images)
     batch_size = batch_size_for(images, 64) if batch_size is None else check_int(batch_size, "batch_size")
     with evaluating(model):
         return torch.cat([model(x).argmax(1) for x in images.split(batch_size)])
@@ -77,7 +92,8 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int | None = 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: Target) -> float:
     """Fraction of ``images`` (N, C, H, W) that the model classifies as ``labels`` (int or (N,))."""
-    labels = check_target(labels, images.shape[0], images.device, name="labels")
+    _check_inputs(model, images)
+    labels = _check_labels(model, images, labels)
     return (predict(model, images) == labels).float().mean().item()
 
 
@@ -99,11 +115,13 @@ def eps_curve(model: nn.Module, images: torch.Tensor, labels: Target, eps_values
     Example:
         >>> curve = eps_curve(model, images, predict(model, images), [0, 1 / 255, 4 / 255], method="fgsm")
     """
+    _check_inputs(model, images)
     if not isinstance(eps_values, (list, tuple)) or not eps_values:
         raise TypeError(f"eps_values must be a non-empty list of budgets, got {type(eps_values).__name__}")
+    eps_values = [check_float(eps, "eps_values", minimum=0.0) for eps in eps_values]
     if any(b < a for a, b in zip(eps_values, eps_values[1:])):
         raise ValueError(f"eps_values must not decrease, got {list(eps_values)}")
-    labels = check_target(labels, images.shape[0], images.device, name="labels")
+    labels = _check_labels(model, images, labels)
     targeted = check_bool(targeted, "targeted")
     success = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
     rates = []
@@ -119,9 +137,10 @@ def eps_curve(model: nn.Module, images: torch.Tensor, labels: Target, eps_values
 
 def fooling_rate(model: nn.Module, clean: torch.Tensor, perturbed: torch.Tensor) -> float:
     """Fraction of images whose prediction changes from ``clean`` to ``perturbed`` (both (N, C, H, W))."""
-    if not isinstance(perturbed, torch.Tensor) or not isinstance(clean, torch.Tensor) or perturbed.shape != clean.shape:
-        raise ValueError(f"clean and perturbed must be tensors of one shape, got {getattr(clean, 'shape', None)} "
-                         f"and {getattr(perturbed, 'shape', None)}")
+    _check_inputs(model, clean, "clean")
+    _check_inputs(model, perturbed, "perturbed")
+    if perturbed.shape != clean.shape:
+        raise ValueError(f"clean and perturbed must have one shape, got {tuple(clean.shape)} and {tuple(perturbed.shape)}")
     return (predict(model, clean) != predict(model, perturbed)).float().mean().item()
 
 
@@ -142,6 +161,8 @@ def transfer_matrix(models: Sequence[nn.Module], images: torch.Tensor, *, eps: f
     """
     if not isinstance(models, (list, tuple)) or not models:
         raise TypeError(f"models must be a non-empty list of classifiers, got {type(models).__name__}")
+    for model in models:
+        check_model(model, "models")
     rows = []
     for source in models:
         adv = attack(source, images, predict(source, images), method=method, eps=eps, steps=steps, alpha=alpha)
@@ -171,7 +192,8 @@ def adversarial_transform(model: nn.Module, *, eps: float, steps: int = 3, alpha
     check_model(model)
     eps, steps = check_float(eps, "eps", minimum=0.0, strict_minimum=True), check_int(steps, "steps")
     alpha = 2.5 * eps / steps if alpha is None else check_float(alpha, "alpha", minimum=0.0, strict_minimum=True)
-    random_start = check_bool(random_start, "random_start")
+    norm, random_start = check_choice(norm, "norm", NORMS), check_bool(random_start, "random_start")
+    generator = check_generator(generator)
 
     def transform(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return pgd(model, images, labels, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=random_start,

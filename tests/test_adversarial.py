@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cnn_helpers.adversarial import deepfool, fgsm, pgd, project
+from cnn_helpers.budget import CostWarning
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -289,11 +290,21 @@ def test_bad_input_gets_a_clear_error(setup, call, error, match):
         call(net, x, y)
 
 
-def test_deepfool_refuses_a_huge_jacobian():
+def test_deepfool_warns_about_and_refuses_a_huge_jacobian():
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000)).eval()
-    x = torch.rand(2, 3, 256, 256)  # 999 gradients of 2 x 3 x 256 x 256 floats: 1.6 GB
-    with pytest.raises(ValueError, match="fewer classes"):
-        deepfool(net, x, 0, classes=None)
+    x = torch.rand(2, 3, 256, 256)  # 1000 gradients of 2 x 3 x 256 x 256 floats: 1.5 GiB
+    with pytest.warns(CostWarning, match="1.5 GiB; use fewer classes"):
+        deepfool(net, x, 0, classes=None, steps=0)
+    with pytest.raises(ValueError, match="8.8 GiB; use fewer classes"):  # 12 images: above the 8 GiB limit
+        deepfool(net, x.repeat(6, 1, 1, 1), 0, classes=None)
+
+
+def test_iterative_attacks_refuse_a_day_of_work(setup):
+    net, x, y = setup
+    with pytest.raises(ValueError, match="pgd with steps=1000000000000 would take about"):
+        pgd(net, x, y, eps=0.1, alpha=0.01, steps=10**12)
+    with pytest.raises(ValueError, match="deepfool with steps=1000000000000"):
+        deepfool(net, x, y, steps=10**12)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
