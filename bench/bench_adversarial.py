@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from typing import Callable
 
 import torch
+from bench_attribution import fastest  # the benches' one interleaved timer
 from run import row
 
 from cnn_helpers.adversarial import fgsm, pgd
@@ -24,17 +24,6 @@ from cnn_helpers.models import load_pretrained
 
 SIZE, EPS, ALPHA, STEPS = 224, 2 / 255, 0.5 / 255, 10
 PHOTOS = ("cat", "coffee", "dog", "eagle", "astronaut", "rocket", "china", "flower")
-
-
-def fastest(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Seconds of the fastest of ``rounds`` runs of each call, the calls interleaved round by round."""
-    best = {name: float("inf") for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def _compare(name: str, model: torch.nn.Module, ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tensor],
