@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .budget import check_cost, check_memory
+from .budget import check_cost, check_memory, check_steps
 from .checks import (Target, check_bool, check_choice, check_float, check_generator, check_images, check_int,
                      check_model, check_target, evaluating, gather, grad_enabled, model_channels)
 
@@ -146,6 +146,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
     targeted, random_start = check_bool(targeted, "targeted"), check_bool(random_start, "random_start")
     generator, early_stop = check_generator(generator), check_bool(early_stop, "early_stop")
     check_cost(model, images, steps * len(images), f"pgd with steps={steps}", backward=True, hint="fewer steps")
+    check_steps(steps, f"pgd with steps={steps}", "fewer steps")  # a tiny model's compute estimate is ~0
     images = images.detach()
     adv = _random_start(images, eps, norm, generator) if random_start else images.clone()
     with evaluating(model):
@@ -243,6 +244,7 @@ def deepfool(model: nn.Module, images: torch.Tensor, labels: Target, *, steps: i
                      "use fewer classes (classes=10) or fewer images per call")
         check_cost(model, images, steps * len(images) * k, f"deepfool with steps={steps}, {k} classes",
                    backward=True, hint="fewer steps or classes")
+        check_steps(steps, f"deepfool with steps={steps}", "fewer steps")
         active = torch.ones(len(images), dtype=torch.bool, device=images.device)
         for _ in range(steps):
             if not active.any():

@@ -305,6 +305,11 @@ def test_iterative_attacks_refuse_a_day_of_work(setup):
         pgd(net, x, y, eps=0.1, alpha=0.01, steps=10**12)
     with pytest.raises(ValueError, match="deepfool with steps=1000000000000"):
         deepfool(net, x, y, steps=10**12)
+    tiny = nn.Sequential(nn.Flatten(), nn.Linear(3, 2))  # next to no compute: the loop's fixed cost per step counts
+    with pytest.raises(ValueError, match="pgd with steps=1000000000 would take at least"):
+        pgd(tiny, torch.rand(1, 3, 1, 1), 0, eps=0.1, alpha=0.01, steps=10**9)
+    with pytest.raises(ValueError, match="deepfool with steps=1000000000 would take at least"):
+        deepfool(tiny, torch.rand(1, 3, 1, 1), 0, steps=10**9)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
