@@ -127,6 +127,11 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
 
+def model_channels(model: nn.Module) -> int | None:
+    """The channel count the model's first convolution expects (None for a model without one)."""
+    return next((m.in_channels for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+
+
 def check_images(images: object, *, name: str = "images", model: nn.Module | None = None,
                  channels: int | None = 3) -> None:
     """Raise TypeError/ValueError unless ``images`` is a float (N, 3, H, W) tensor in [0, 1] with real values.
@@ -143,7 +148,9 @@ def check_images(images: object, *, name: str = "images", model: nn.Module | Non
         raise ValueError(f"{name} must have 4 dimensions {layout}, got shape {tuple(images.shape)}{hint}")
     if channels is not None and images.shape[1] != channels:
         hint = {1: f"; grayscale: {name}.expand(-1, 3, -1, -1)", 4: f"; RGBA: {name}[:, :3]"}.get(images.shape[1], "")
-        raise ValueError(f"{name} must have 3 channels (RGB), got {images.shape[1]} in shape {tuple(images.shape)}{hint}")
+        hint = hint if channels == 3 else ""
+        what = f"{channels} channels" + (" (RGB)" if channels == 3 else "")
+        raise ValueError(f"{name} must have {what}, got {images.shape[1]} in shape {tuple(images.shape)}{hint}")
     if images.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(images.shape)}")
     if images.device.type == "meta":

@@ -64,6 +64,17 @@ def test_check_images_against_the_model():
         checks.check_images(torch.rand(1, 3, 4, 4, dtype=torch.float64), model=model)
 
 
+def test_check_images_channels():
+    checks.check_images(torch.rand(2, 1, 4, 4), channels=None)  # any count, the other checks still apply
+    checks.check_images(torch.rand(2, 1, 4, 4), channels=1)
+    with pytest.raises(ValueError, match=r"images must have 3 channels \(RGB\), got 1.*expand"):
+        checks.check_images(torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="images must have 1 channels, got 3"):
+        checks.check_images(torch.rand(2, 3, 4, 4), channels=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        checks.check_images(torch.full((1, 1, 2, 2), 2.0), channels=None)
+
+
 def test_check_baseline():
     images = torch.rand(2, 3, 4, 4)
     assert checks.check_baseline(0.5, images).shape == images.shape
@@ -149,3 +160,10 @@ def test_check_finite_refuses(value, error, match):
 def test_check_finite_accepts_any_range():
     x = torch.tensor([[-300.0, 2.5]], requires_grad=True)
     assert checks.check_finite(x, "features", ndim=2) is x
+
+
+def test_model_channels_and_the_channel_message():
+    assert checks.model_channels(nn.Sequential(nn.Flatten(), nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1))) == 1
+    assert checks.model_channels(nn.Linear(3, 2)) is None
+    with pytest.raises(ValueError, match=r"images must have 1 channels, got 3 in shape \(2, 3, 4, 4\)$"):
+        checks.check_images(torch.rand(2, 3, 4, 4), channels=1)

@@ -22,6 +22,8 @@ overrides one case (``{"images:grayscale": "any"}`` for a function that converts
 
 from __future__ import annotations
 
+import inspect
+
 import helpers
 import matplotlib
 import numpy as np
@@ -34,7 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cnn_helpers import attribution, attribution_eval, complexity, data, gradients, models, occlusion, plotting, repro  # noqa: E402
-from cnn_helpers import architectures, smallnets, training  # noqa: E402
+from cnn_helpers import adversarial, adversarial_eval, architectures, smallnets, training  # noqa: E402
 from cnn_helpers import featurevis, featurevis_dream, featurevis_layers, featurevis_objectives  # noqa: E402
 from cnn_helpers import featurevis_params, featurevis_transforms  # noqa: E402
 from cnn_helpers import sources, style, style_eval, style_synthesis, transfer, transfer_training  # noqa: E402
@@ -99,7 +101,42 @@ NOT_YET = {"layer:unknown": "any", "target:out of range": "any", "target:out of 
            "target:too long": "any"}  # objectives: the model (classes, layer names) is known only in the first pass
 SHOW_IMAGES = {"images:grayscale": "any", "images:3-d": "any", "images:list": "any", "images:float16": "any"}
 
+ADV = {"labels": "target", "eps": "float0", "targeted": "bool", "norm": "choice", "random_start": "bool",
+       "early_stop": "bool"}  # attacks: labels are an int or (N,) classes like a target
+
+
+def attack_kinds(fn) -> dict[str, str]:
+    """The kinds of ``ADV`` for the attack options that ``fn`` takes."""
+    return {name: kind for name, kind in ADV.items() if name in inspect.signature(fn).parameters}
+
+
+OPTIONAL_ALPHA = {"alpha:none": "any"}  # alpha=None: the default step size 2.5 eps / steps
+ADV_IMAGES = {"adv:uint8 range": "any", "adv:normalized": "any"}  # a step may leave [0, 1]; projecting clamps
+
 SWEEP: list[Entry] = [
+    # adversarial (notebook 06); steps=0 is a valid no-op (PGD's random start alone)
+    entry(adversarial.fgsm, model=MODEL, images=IMAGES, labels=TARGET, eps=0.05, kinds=attack_kinds(adversarial.fgsm)),
+    entry(adversarial.pgd, model=MODEL, images=IMAGES, labels=TARGET, eps=0.05, alpha=0.01, steps=3, generator=GEN,
+          kinds=attack_kinds(adversarial.pgd), expect={"steps:zero": "any"}),
+    entry(adversarial.project, adv=Fresh(lambda: tiny_images() + 0.1), images=IMAGES, eps=0.05,
+          kinds={"adv": "images", "eps": "float0", "norm": "choice"}, expect={**ADV_IMAGES, **NO_IMAGES}),
+    entry(adversarial.deepfool, model=MODEL, images=IMAGES, labels=TARGET, steps=3, classes=3,
+          kinds={"labels": "target", "overshoot": "float0", "classes": "int+"}, expect={"steps:zero": "any"}),
+    # adversarial_eval
+    entry(adversarial_eval.attack, model=MODEL, images=IMAGES, labels=TARGET, eps=0.05, steps=2, generator=GEN,
+          kinds=attack_kinds(adversarial_eval.attack), expect=OPTIONAL_ALPHA),
+    entry(adversarial_eval.predict, model=MODEL, images=IMAGES),
+    entry(adversarial_eval.accuracy, model=MODEL, images=IMAGES, labels=TARGET, kinds={"labels": "target"}),
+    entry(adversarial_eval.eps_curve, model=MODEL, images=IMAGES, labels=TARGET, eps_values=[0.0, 0.01, 0.05],
+          kinds={"labels": "target", "targeted": "bool"}),
+    entry(adversarial_eval.fooling_rate, model=MODEL, clean=IMAGES, perturbed=Fresh(lambda: tiny_images().flip(-1)),
+          kinds={"clean": "images", "perturbed": "images"}),
+    entry(adversarial_eval.transfer_matrix, models=Fresh(lambda: [tiny_net(), tiny_net()]), images=IMAGES, eps=0.05,
+          steps=2, kinds={"eps": "float0"}, expect=OPTIONAL_ALPHA),
+    # the transform's cost depends on the batches fit will give it: huge steps are refused when it is called
+    entry(adversarial_eval.adversarial_transform, model=MODEL, eps=0.05, generator=GEN,
+          kinds={"eps": "float+", "steps": "int+", "alpha": "float+", "norm": "choice", "random_start": "bool"},
+          expect=OPTIONAL_ALPHA),
     # attribution
     entry(attribution.occlusion_map, model=MODEL, images=IMAGES, target=TARGET, window=4, stride=2,
           kinds={"perturbations_per_eval": "batch"}),
