@@ -75,3 +75,15 @@ def test_describe_setup_names_mode_and_device(monkeypatch):
     monkeypatch.setenv("CNN_OFFLINE", "1")
     monkeypatch.setenv("CNN_DEVICE", "cpu")
     assert repro.describe_setup().startswith("mode: fast | offline | device: cpu")
+
+
+def test_seed_everything_switches_tf32_off():
+    """GPU results must match the CPU's closely enough for the notebooks' exactness checks (found on an H200:
+    an identity extension differed by 3e-3 with TF32 on)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        repro.seed_everything(0)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
