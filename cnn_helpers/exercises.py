@@ -30,10 +30,12 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import nbformat
 import torch
+
+if TYPE_CHECKING:  # nbformat only for writing student versions: a notebook's check cells need just torch
+    import nbformat
 
 __all__ = ["BEGIN", "END", "CHECK_TAG", "CheckFailed", "strip_solutions", "make_student_notebook", "generate",
            "student_copies", "check_function", "check_close", "use", "is_check_cell"]
@@ -117,6 +119,8 @@ def generate(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     if not source_dir.is_dir():
         raise FileNotFoundError(f"source_dir {str(source_dir)!r} is not a folder of notebooks")
+    import nbformat
+
     written = []
     for path in sorted(source_dir.glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
@@ -140,6 +144,8 @@ def student_copies(source_dir: str | Path, work_dir: str | Path) -> tuple[list[P
     source_dir, work_dir = Path(source_dir), Path(work_dir)
     if not source_dir.is_dir():
         raise FileNotFoundError(f"source_dir {str(source_dir)!r} is not a folder of notebooks")
+    import nbformat
+
     work_dir.mkdir(parents=True, exist_ok=True)
     written, kept = [], []
     for path in sorted(source_dir.glob("*.ipynb")):
