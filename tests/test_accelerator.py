@@ -70,7 +70,8 @@ def random_or_training(e: Entry) -> bool:
 
 # Summary measures computed on the CPU by design (SciPy/scikit-image, float64 that MPS lacks) and returned there,
 # ready to print and plot; maps, images and logits follow the input's device.
-ON_CPU = {"adversarial_eval.eps_curve", "adversarial_eval.transfer_matrix", "attribution_eval.spearman", "featurevis_layers.filter_statistics",
+ON_CPU = {"adversarial_eval.eps_curve", "adversarial_eval.transfer_matrix", "attribution_eval.spearman",
+          "featurevis_layers.filter_statistics",
           "featurevis_params.radial_spectrum", "style_eval.class_rank", "style_eval.ssim"}
 
 ENTRIES = [pytest.param(e, id=e.name) for e in SWEEP]
