@@ -11,6 +11,7 @@ compare ratios, not seconds, between machines.
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import sys
 import time
@@ -42,6 +43,17 @@ def row(benchmark: str, ours: float, reference: float, note: str = "", reference
             "ratio": f"{ours / reference:.2f}", "note": note}
 
 
+def cpu_name() -> str:
+    """The processor's model name where the system says it (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
@@ -58,7 +70,8 @@ def main(names: list[str]) -> int:
     for path in paths:
         print(f"running {path.name} ...", flush=True)
         rows += load(path).run()
-    header = f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    header = (f"{time.strftime('%Y-%m-%d')}: torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}, "
+              f"{os.cpu_count()} cores; compare ratios, not milliseconds, between machines")
     lines = [f"# Benchmarks\n\n{header}\n", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
     table = "\n".join(lines) + "\n"
