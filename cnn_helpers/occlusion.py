@@ -9,9 +9,8 @@ rectangle equals the unoccluded image's activation. So the model runs once on th
 recomputes only its changed rectangle: it reads the rectangle plus the kernel's overlap from the cached
 activation, pastes in what the layer before changed, and computes. The rectangle grows with every kernel
 (the window's *projective field*); once it covers the map the rest of the network runs normally.
-The *approximate* mode drills down (as Nakandala et al.): it computes every second window, interpolates the
-others, then computes exactly, round by round, the windows next to large drops or large interpolation errors,
-until the estimates left would change the map little. The paper's other approximation, capping every rectangle
+The *approximate* mode drills down (as Nakandala et al.; :mod:`cnn_helpers.occlusion_drill`): it computes only
+the windows whose drops cannot be interpolated from their neighbours'. The paper's other approximation, capping every rectangle
 at a fraction ``field_limit`` of its map, is available too, but on EfficientNet-Lite0 it moved the map too much
 (correlation 0.4-0.8 with the exact one at half the map) to be the default.
 
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_float, check_images, check_model, evaluating, gather
+from .occlusion_drill import drill_down as drill
 from .occlusion_graph import Graph, Step, UnsupportedModel, compile_graph
 from .occlusion_plan import Plan, Region, make_plan, window_grid, window_offsets
 
@@ -263,61 +263,6 @@ def _windows_per_tail(plan: Plan, runner: _Runner, images: torch.Tensor) -> int:
     return max(1, budget // (numel * images.element_size() * images.shape[0]))
 
 
-def _lattice(count: int) -> list[int]:
-    """Every second index, and the last one (so that every index lies between two lattice points)."""
-    return sorted(set(range(0, count, 2)) | {count - 1})
-
-
-def _interpolate(coarse: torch.Tensor, ys: list[int], xs: list[int], grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear estimates (ny * nx, N) of all windows' drops from the lattice's (ny', nx', N), and each window's
-    priority (ny * nx,): how far the drops at its four surrounding lattice points lie from the median drop."""
-    corners, weights = [], []
-    for points, count in ((ys, grid[0]), (xs, grid[1])):
-        lattice = torch.tensor(points, device=coarse.device)
-        index = torch.arange(count, device=coarse.device)
-        upper = torch.searchsorted(lattice, index)
-        lower = torch.where(lattice[upper] == index, upper, upper - 1)
-        corners.append((lower, upper))
-        weights.append(((index - lattice[lower]) / (lattice[upper] - lattice[lower]).clamp(min=1)).to(coarse.dtype))
-    (y0, y1), (x0, x1), (ty, tx) = corners[0], corners[1], (weights[0][:, None, None], weights[1][None, :, None])
-    at = lambda a, b: coarse[a][:, b]  # noqa: E731
-    estimate = ((1 - ty) * (1 - tx) * at(y0, x0) + (1 - ty) * tx * at(y0, x1) + ty * (1 - tx) * at(y1, x0)
-                + ty * tx * at(y1, x1))
-    spread = (coarse - coarse.flatten(0, 1).median(dim=0).values).abs()
-    priority = torch.stack([spread[a][:, b] for a in (y0, y1) for b in (x0, x1)]).amax(dim=(0, 3))
-    return estimate.flatten(0, 1), priority.flatten()
-
-
-def _drill_down(drops_of: Callable[[torch.Tensor], torch.Tensor], grid: tuple[int, int], tolerance: float,
-                round_fraction: float = 0.1) -> torch.Tensor:
-    """(W, N) drops: every second window's computed, the others interpolated, then computed in rounds, those next
-    to large drops or to large interpolation errors first, until the windows still interpolated would (if they
-    erred like the last round) add less than ``tolerance`` of the drops' variance."""
-    ys, xs = _lattice(grid[0]), _lattice(grid[1])
-    coarse = torch.tensor([y * grid[1] + x for y in ys for x in xs])
-    measured = drops_of(coarse)
-    estimate, priority = _interpolate(measured.view(len(ys), len(xs), -1), ys, xs, grid)
-    drops, scale = estimate.clone(), priority.max().clamp(min=1e-12)
-    priority = (priority / scale).cpu()
-    drops[coarse.to(drops.device)] = measured
-    known = torch.zeros(grid[0] * grid[1], dtype=torch.bool)
-    known[coarse] = True
-    size = math.ceil(round_fraction * int((~known).sum()))
-    while not bool(known.all()):
-        candidates = (~known).nonzero()[:, 0]
-        chosen = candidates[priority[candidates].argsort(descending=True)[:size]]
-        drops[chosen.to(drops.device)] = drops_of(chosen)
-        known[chosen] = True
-        error = (drops - estimate)[chosen.to(drops.device)]
-        spread = drops[known.to(drops.device)].var(dim=0, correction=0).clamp(min=1e-12)
-        if float(((~known).sum() * error.pow(2).mean(dim=0) / (known.sum() * spread)).max()) < tolerance:
-            break
-        observed = torch.zeros(grid[0] * grid[1])
-        observed[chosen] = (error.abs().amax(dim=1) / scale).cpu()
-        priority = torch.maximum(priority, F.max_pool2d(observed.view(1, 1, *grid), 3, 1, 1).flatten())
-    return drops
-
-
 def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor],
                  *, windows: list[tuple[int, int]], grid: tuple[int, int], window: tuple[int, int], fill: torch.Tensor,
                  per_eval: int | None = None, field_limit: float | None = None, drill_down: float | None = None,
@@ -329,7 +274,8 @@ def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
             ``grid`` (rows, columns). window: (height, width). fill: (N, 3, H, W) baseline.
         per_eval: Windows per batch. Default: None = by the byte budget (``TENSOR_BYTES``).
         field_limit: Approximate: cap each changed rectangle at this fraction of its map. Default: None.
-        drill_down: Approximate: the drill-down's tolerance (see ``_drill_down``). Default: None (every window).
+        drill_down: Approximate: the drill-down's tolerance (see :func:`cnn_helpers.occlusion_drill.drill_down`).
+            Default: None (every window).
         min_gain: Return None instead when the plan saves less than this factor of multiply-accumulates.
 
     Raises:
@@ -352,7 +298,7 @@ def window_drops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
             out.append(reference - scores.view(len(group), n))
         return torch.cat(out)
 
-    return drops_of(torch.arange(len(windows))) if drill_down is None else _drill_down(drops_of, grid, drill_down)
+    return drops_of(torch.arange(len(windows))) if drill_down is None else drill(drops_of, grid, drill_down)
 
 
 def occlusion_plan(model: nn.Module, images: torch.Tensor, *, window: int | tuple[int, int],

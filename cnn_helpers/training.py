@@ -124,10 +124,36 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None):
             yield order[start:start + batch_size]
 
 
+def _check_val(val: object, model: nn.Module) -> None:
+    if val is not None:
+        if not isinstance(val, (tuple, list)) or len(val) != 2:
+            raise TypeError(f"val must be a pair (images, labels) or None, got {type(val).__name__}")
+        check_data(*val, name="val images", model=model)
+
+
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameter with requires_grad=True: nothing to train")
+    return params
+
+
 def _optimizer(params: list[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float):
     if name == "adam":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, history: History) -> None:
+    """One optimizer step on the mini-batch (x, y); its loss and error are appended to ``history``."""
+    logits = model(x)
+    check_class_indices(y, logits.shape[-1])
+    loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    history.batch_loss.append(loss.item())
+    history.batch_error.append((logits.argmax(1) != y).float().mean().item())
 
 
 def _record(history: History, step: int, model: nn.Module, data: tuple, val: tuple | None) -> None:
@@ -170,10 +196,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
     """
     check_model(model)
     check_data(images, labels, model=model)
-    if val is not None:
-        if not isinstance(val, (tuple, list)) or len(val) != 2:
-            raise TypeError(f"val must be a pair (images, labels) or None, got {type(val).__name__}")
-        check_data(*val, name="val images", model=model)
+    _check_val(val, model)
     steps, batch_size = check_int(steps, "steps"), check_int(batch_size, "batch_size", maximum=len(images))
     lr, weight_decay = check_float(lr, "lr", minimum=0.0, strict_minimum=True), check_float(weight_decay, "weight_decay", minimum=0.0)
     momentum, warmup = check_float(momentum, "momentum", minimum=0.0, maximum=1.0), check_int(warmup, "warmup", minimum=0)
@@ -183,10 +206,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
     check_cost(model, images, steps * batch_size, f"fit with steps={steps}, batch_size={batch_size}", backward=True,
                hint="use fewer steps")
     check_steps(steps, f"fit with steps={steps}", hint="use fewer steps")  # a tiny model's compute estimate is ~0
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no parameter with requires_grad=True: nothing to train")
-    opt = _optimizer(params, optimizer, lr, momentum, weight_decay)
+    opt = _optimizer(_trainable(model), optimizer, lr, momentum, weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps=steps, warmup=max(1, warmup)))
     history, batches = History(), _batches(len(images), batch_size, generator)
     bar = _progress(steps) if progress else None
@@ -198,18 +218,10 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
             for step in range(1, steps + 1):
                 index = next(batches)
                 x, y = images[index], labels[index]
-                if transform is not None:
-                    x = transform(x, y)
+                x = x if transform is None else transform(x, y)
                 set_modes(train_modes)
-                logits = model(x)
-                check_class_indices(y, logits.shape[-1])
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                _step(model, opt, x, y, history)
                 schedule.step()
-                history.batch_loss.append(loss.item())
-                history.batch_error.append((logits.argmax(1) != y).float().mean().item())
                 if step % eval_every == 0 or step == steps:
                     _record(history, step, model, (images, labels), val)
                 if callback is not None:

@@ -17,7 +17,8 @@ from cnn_helpers.attribution import occlusion_map
 from cnn_helpers.complexity import count_macs
 from cnn_helpers.efficientnet import SameConv2d
 from cnn_helpers.models import ImageClassifier, Normalize, load_pretrained
-from cnn_helpers.occlusion import _drill_down, occlusion_plan
+from cnn_helpers.occlusion import occlusion_plan
+from cnn_helpers.occlusion_drill import drill_down
 from cnn_helpers.occlusion_plan import _through_window
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(require|ReLU|hooks).*:UserWarning")
@@ -245,7 +246,7 @@ def test_drill_down_interpolates_a_smooth_map_from_a_quarter_of_the_windows():
     grid = (9, 9)
     truth = torch.arange(81, dtype=torch.float64).view(9, 9).mul(0.1).add(torch.arange(9.0)[:, None] * 2).view(81, 1)
     computed = []
-    drops = _drill_down(lambda wins: (computed.append(len(wins)), truth[wins])[1], grid, tolerance=0.01)
+    drops = drill_down(lambda wins: (computed.append(len(wins)), truth[wins])[1], grid, tolerance=0.01)
     assert torch.allclose(drops, truth)  # a plane: bilinear interpolation is exact, the first round confirms it
     assert computed[0] == 25 and sum(computed) == 25 + math.ceil(0.1 * 56)
 
@@ -253,7 +254,7 @@ def test_drill_down_interpolates_a_smooth_map_from_a_quarter_of_the_windows():
 def test_drill_down_with_zero_tolerance_computes_every_window():
     truth = torch.randn(7 * 5, 2, generator=torch.Generator().manual_seed(0))
     computed = []
-    drops = _drill_down(lambda wins: (computed.append(len(wins)), truth[wins])[1], (7, 5), tolerance=0.0)
+    drops = drill_down(lambda wins: (computed.append(len(wins)), truth[wins])[1], (7, 5), tolerance=0.0)
     assert torch.equal(drops, truth) and sum(computed) == 35
 
 
