@@ -117,7 +117,8 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     """
     check_model(model)
     check_images(images, model=model)
-    _occlusion_budget(model, images, window, stride, perturbations_per_eval)
+    method = check_choice(method, "method", OCCLUSION_METHODS)
+    _occlusion_budget(model, images, window, stride, perturbations_per_eval, method)
     (n, _, height, width), device = images.shape, images.device
     labels = check_target(target, n, device)
     rows, cols, (wh, ww) = occlusion.window_grid((height, width), window, stride)
@@ -125,7 +126,6 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     windows = [(y, x) for y in rows for x in cols]
     per_eval = None if perturbations_per_eval is None else check_int(perturbations_per_eval, "perturbations_per_eval")
     score = _SCORES[check_choice(output, "output", tuple(_SCORES))]
-    method = check_choice(method, "method", OCCLUSION_METHODS)
     with evaluating(model), torch.inference_mode():
         drops = None
         if method != "batched":
@@ -141,13 +141,20 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     return occlusion.accumulate(drops, windows, (height, width), (wh, ww))
 
 
-def _occlusion_budget(model: nn.Module, images: torch.Tensor, window: object, stride: object, per_eval: object) -> None:
-    """Warn, or refuse with the estimate, before an occlusion run that would take hours or gigabytes."""
+def _occlusion_budget(model: nn.Module, images: torch.Tensor, window: object, stride: object, per_eval: object,
+                      method: object) -> None:
+    """Warn, or refuse with the estimate, before an occlusion run that would take hours or gigabytes.
+
+    The estimate is for plain batches (known before the model is traced); the incremental methods need less
+    (bench/results.md: 2-7x for exact maps, 3-15x approximate), which the message says.
+    """
     (wh, ww), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
     n, height, width = images.shape[0], images.shape[-2], images.shape[-1]
     positions = (max(0, -(-(height - wh) // sh)) + 1) * (max(0, -(-(width - ww) // sw)) + 1)
-    check_cost(model, images, (positions + 1) * n, f"occlusion_map with window={window}, stride={stride}",
-               hint="use a larger stride and window, or a smaller image")
+    hint = "use a larger stride and window, or a smaller image"
+    if method != "batched":
+        hint = f"estimated for plain batches, method={method!r} may need a few times less; {hint}"
+    check_cost(model, images, (positions + 1) * n, f"occlusion_map with window={window}, stride={stride}", hint=hint)
     if isinstance(per_eval, int) and not isinstance(per_eval, bool) and per_eval > 0:
         check_memory(min(per_eval, positions) * images.numel() * images.element_size(),
                      f"occlusion_map with perturbations_per_eval={per_eval}", hint="use fewer windows per forward pass")

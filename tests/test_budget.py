@@ -78,6 +78,16 @@ def test_occlusion_that_would_run_for_days_is_refused_before_any_work():
         attribution.occlusion_map(pre.model, photo, 0, window=32, stride=16)  # the issue measured ~370 h
 
 
+@pytest.mark.parametrize("method", ["batched", "auto", "approximate"])
+def test_occlusion_estimate_says_it_is_for_plain_batches_unless_they_run(method):
+    photo = torch.zeros(1, 3, 3000, 3000)  # 9 million windows of 1 pixel: days even for a tiny net
+    with time_limit(60), pytest.raises(ValueError, match="would take about") as refused:
+        attribution.occlusion_map(conv_net(), photo, 0, window=1, stride=1, method=method)
+    says = f"estimated for plain batches, method={method!r} may need a few times less"
+    assert (says in str(refused.value)) == (method != "batched")
+    assert str(refused.value).endswith("use a larger stride and window, or a smaller image")
+
+
 def test_occlusion_with_too_many_windows_per_pass_is_refused():
     with pytest.raises(ValueError, match="perturbations_per_eval=100000 would allocate about"):
         attribution.occlusion_map(conv_net(), torch.rand(1, 3, 224, 224), 0, window=2, stride=1,
