@@ -42,7 +42,7 @@ lab: install
 
 # Your own copies of the course with the exercises blank; existing copies are never overwritten.
 lab-student: install
-	$(BIN)/python -m cnn_helpers.exercises --work notebooks student
+	$(BIN)/python tools/exercises.py --work notebooks student
 	$(BIN)/jupyter lab --notebook-dir=student $(LAB_ARGS) $(ROOT_FLAG)
 
 test: install
@@ -64,7 +64,7 @@ site: install
 		$(if $(filter 1,$(ONLINE)),--online,) $(SITE_ARGS)
 
 exercises: install
-	$(BIN)/python -m cnn_helpers.exercises notebooks build/exercises
+	$(BIN)/python tools/exercises.py notebooks build/exercises
 
 bench: install
 	$(BIN)/python bench/run.py

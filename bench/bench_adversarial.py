@@ -18,9 +18,9 @@ import torch
 from bench_attribution import fastest  # the benches' one interleaved timer
 from run import row
 
-from cnn_helpers.adversarial import fgsm, pgd
-from cnn_helpers.data import load_image
-from cnn_helpers.models import load_pretrained
+from cnn_helpers.adversarial.attacks import fgsm, pgd
+from cnn_helpers.core.data import load_image
+from cnn_helpers.pretrained.models import load_pretrained
 
 SIZE, EPS, ALPHA, STEPS = 224, 2 / 255, 0.5 / 255, 10
 PHOTOS = ("cat", "coffee", "dog", "eagle", "astronaut", "rocket", "china", "flower")

@@ -13,7 +13,7 @@ import torch
 import torchvision
 from run import row
 
-from cnn_helpers import architectures
+from cnn_helpers import nets
 
 CASES = (("alexnet", (1, 4)), ("vgg16", (1,)), ("resnet50", (1, 4)))
 

@@ -3,7 +3,7 @@
 Occlusion (VGG-16, ResNet-50, EfficientNet-Lite0; windows 32/stride 16 and 16/8): the exact incremental path
 and the approximate one against our plain batched path and against Captum's ``Occlusion`` at its fastest
 ``perturbations_per_eval`` (of 1, 4, 16, picked on a short run). Beside each ratio: the ceiling that counting
-multiply-accumulates allows (``occlusion.occlusion_plan``), the approximate map's correlation with the exact
+multiply-accumulates allows (``attribution.occlusion_plan``), the approximate map's correlation with the exact
 one, and peak memory (resident, above what was in use before; Linux). The batched path and Captum cost the
 same per window at any stride, so at stride 8 they are timed at stride 16 and scaled by the window count
 (``BENCH_OCCLUSION_FULL=1`` times them in full: about 4x longer). VGG-16 and ResNet-50 have random weights
@@ -28,10 +28,12 @@ import torchvision
 from run import row
 
 from cnn_helpers import attribution as attr
-from cnn_helpers import occlusion
-from cnn_helpers.data import load_image
-from cnn_helpers.models import (IMAGENET_MEAN, IMAGENET_STD, WHEEL_MODELS, ImageClassifier, Normalize,
-                                available_models, load_pretrained)
+from cnn_helpers.attribution.occlusion import incremental
+from cnn_helpers.attribution.occlusion.map import accumulate
+from cnn_helpers.attribution.occlusion.plan import window_grid, window_offsets
+from cnn_helpers.core.data import load_image
+from cnn_helpers.pretrained.models import (IMAGENET_MEAN, IMAGENET_STD, WHEEL_MODELS, ImageClassifier, Normalize,
+                                           available_models, load_pretrained)
 
 SIZE = 224
 OCCLUSION_MODELS = ("vgg16", "resnet50", "efficientnet_lite0")
@@ -94,7 +96,7 @@ def _captum_best(model: torch.nn.Module, x: torch.Tensor, target: int) -> int:
 
 
 def _windows(window: int, stride: int) -> int:
-    return len(occlusion.window_offsets(SIZE, window, stride)) ** 2
+    return len(window_offsets(SIZE, window, stride)) ** 2
 
 
 def _occlusion_case(model, x, target, window, stride, captum_per_eval) -> dict:
@@ -130,7 +132,7 @@ def _occlusion() -> list[dict]:
             target = model(x).argmax(1).item()
         captum_per_eval = _captum_best(model, x, target)
         for window, stride in ((32, 16), (16, 8)):
-            plan = occlusion.occlusion_plan(model, x, window=window, stride=stride)
+            plan = attr.occlusion_plan(model, x, window=window, stride=stride)
             full, recomputed = plan.macs()
             case = _occlusion_case(model, x, target, window, stride, captum_per_eval)
             t, ceiling = case["times"], plan.ceiling()
@@ -158,10 +160,11 @@ def _occlusion() -> list[dict]:
 def _field_limit(limit: float = 0.5) -> list[dict]:
     """The paper's other approximation, projective-field thresholding, on EfficientNet-Lite0 (window 32, stride 16):
     its speed and its map's correlation with the exact one (why ``method="approximate"`` drills down instead)."""
-    from cnn_helpers.checks import check_baseline, evaluating
+    from cnn_helpers.core.checks import check_baseline
+    from cnn_helpers.core.state import evaluating
 
     model, x = load_pretrained("efficientnet_lite0").model, load_image("dog", size=SIZE)
-    rows, cols, size = occlusion.window_grid(x.shape[-2:], 32, 16)
+    rows, cols, size = window_grid(x.shape[-2:], 32, 16)
     windows = [(y, c) for y in rows for c in cols]
     with torch.no_grad():
         labels = model(x).argmax(1)
@@ -170,9 +173,9 @@ def _field_limit(limit: float = 0.5) -> list[dict]:
     def drops(field_limit: float | None) -> Callable[[], None]:
         def go() -> None:
             with evaluating(model), torch.inference_mode():
-                d = occlusion.window_drops(model, x, labels, lambda logits: logits, windows=windows, grid=(len(rows), len(cols)),
+                d = incremental.window_drops(model, x, labels, lambda logits: logits, windows=windows, grid=(len(rows), len(cols)),
                                            window=size, fill=check_baseline(0.0, x), field_limit=field_limit)
-            maps[field_limit] = occlusion.accumulate(d, windows, x.shape[-2:], size)
+            maps[field_limit] = accumulate(d, windows, x.shape[-2:], size)
         return go
 
     times = fastest({"exact": drops(None), "threshold": drops(limit)}, rounds=1)

@@ -24,11 +24,11 @@ import torch
 from bench_attribution import fastest  # the benches' one interleaved timer (it could move into run.py)
 from run import row
 
-from cnn_helpers import featurevis_params as fp
-from cnn_helpers import featurevis_transforms as tf
-from cnn_helpers.featurevis import visualize
-from cnn_helpers.featurevis_objectives import channel, class_logit
-from cnn_helpers.models import load_pretrained
+from cnn_helpers.featurevis import params as fp
+from cnn_helpers.featurevis import transforms as tf
+from cnn_helpers.featurevis.render import visualize
+from cnn_helpers.featurevis.objectives import channel, class_logit
+from cnn_helpers.pretrained.models import load_pretrained
 
 SIZE, STEPS, TARGET, CHANNEL = 128, 12, 1, 5  # goldfish
 

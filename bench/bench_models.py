@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from run import median_time, row
 
-from cnn_helpers.models import load_pretrained
+from cnn_helpers.pretrained.models import load_pretrained
 
 
 def run() -> list[dict]:

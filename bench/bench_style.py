@@ -19,10 +19,10 @@ import torch
 from run import row
 from torch import nn
 
-from cnn_helpers.data import load_image, resize
-from cnn_helpers.models import load_pretrained
-from cnn_helpers.style import content_loss, style_loss, style_targets
-from cnn_helpers.style_synthesis import style_transfer
+from cnn_helpers.core.data import load_image, resize
+from cnn_helpers.pretrained.models import load_pretrained
+from cnn_helpers.style.gram import content_loss, style_loss, style_targets
+from cnn_helpers.style.synthesis import style_transfer
 
 SMALL, LARGE, EVALUATIONS = 128, 256, 100  # px, px, loss evaluations of the tutorial's loop in row 1
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from run import median_time, row
 
-from cnn_helpers.models import load_pretrained
-from cnn_helpers.transfer import extract_features
+from cnn_helpers.pretrained.models import load_pretrained
+from cnn_helpers.training.transfer import extract_features
 
 N, SIZE = 64, 64
 

@@ -27,7 +27,7 @@ _install_network_guard()
 
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
-    from cnn_helpers.repro import seed_everything
+    from cnn_helpers.core.repro import seed_everything
 
     seed_everything(0)
 

@@ -185,7 +185,7 @@ class Entry:
 
     @property
     def name(self) -> str:
-        return f"{self.fn.__module__.rsplit('.', 1)[-1]}.{self.fn.__name__}"
+        return f"{self.fn.__module__.removeprefix('cnn_helpers.')}.{self.fn.__name__}"
 
     def arguments(self) -> dict[str, Any]:
         """Fresh valid keyword arguments (factories called)."""

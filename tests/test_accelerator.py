@@ -24,7 +24,7 @@ from sweep import _walk, call, check_result, same_result
 from test_sweep import SWEEP, Entry
 from torch import nn
 
-from cnn_helpers.repro import seed_everything
+from cnn_helpers.core.repro import seed_everything
 
 # CNN_TEST_ACCELERATOR=cpu runs the comparison CPU against CPU (to check this test itself without a device)
 DEVICE = os.environ.get("CNN_TEST_ACCELERATOR") or (

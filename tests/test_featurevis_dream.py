@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_helpers.data import load_image
-from cnn_helpers.featurevis_dream import _octave_sizes, deepdream, invert_features
-from cnn_helpers.featurevis_layers import activations
-from cnn_helpers.models import load_pretrained
+from cnn_helpers.core.data import load_image
+from cnn_helpers.featurevis.dream import _octave_sizes, deepdream, invert_features
+from cnn_helpers.featurevis.layers import activations
+from cnn_helpers.pretrained.models import load_pretrained
 
 
 def small_net():
@@ -63,7 +63,7 @@ def test_inversion_matches_features_and_reports_errors():
 
 
 def test_the_tv_prior_smooths_the_reconstruction():
-    from cnn_helpers.featurevis_objectives import total_variation
+    from cnn_helpers.featurevis.objectives import total_variation
 
     model, x = small_net(), photo()
     rough, smooth = (invert_features(model, x, "4", tv_weight=w, steps=30, param="pixels",

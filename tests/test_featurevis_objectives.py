@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnn_helpers.featurevis_objectives import (Objective, Recording, channel, class_logit, feature_match, image_l2,
+from cnn_helpers.featurevis.objectives import (Objective, Recording, channel, class_logit, feature_match, image_l2,
                                                image_tv, layer_l2, neuron, total_variation)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnn_helpers.data import load_image
-from cnn_helpers.featurevis_params import (PHOTOS, colour_correlation, fourier, fourier_scale, high_frequency_share,
+from cnn_helpers.core.data import load_image
+from cnn_helpers.featurevis.params import (PHOTOS, colour_correlation, fourier, fourier_scale, high_frequency_share,
                                            pixels, radial_spectrum, spectrum_to_image)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cnn_helpers.featurevis_transforms import (Blur, Compose, Jitter, Pad, RandomRotate, RandomScale, blur,
+from cnn_helpers.featurevis.transforms import (Blur, Compose, Jitter, Pad, RandomRotate, RandomScale, blur,
                                                standard_transforms)
 
 
@@ -37,7 +37,7 @@ def test_scale_and_rotate_of_one_keep_the_image():
 
 
 def test_rotation_by_90_degrees_of_a_square_image_is_rot90():
-    from cnn_helpers.featurevis_transforms import _affine  # RandomRotate draws its angle; this is its core
+    from cnn_helpers.featurevis.transforms import _affine  # RandomRotate draws its angle; this is its core
 
     x = images(1, 9, 9)
     out = _affine(x, torch.ones(1, dtype=torch.float64), torch.full((1,), np.pi / 2, dtype=torch.float64),

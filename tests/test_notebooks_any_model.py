@@ -21,8 +21,6 @@ from standin_weights import write_standins  # noqa: E402
 
 USES_DEFAULT_MODEL = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
                       if "load_pretrained(" in p.read_text()]
-# TEMPORARY: notebooks still being made model-independent (issue 7); strict, so the entry must go once they pass
-KNOWN_FAILING: set[str] = set()
 STANDIN = "resnet18"  # the cheapest model of the preference order; a BN-ResNet unlike the EfficientNets
 
 
@@ -37,9 +35,7 @@ def test_some_notebooks_use_the_default_model():
     assert len(USES_DEFAULT_MODEL) >= 2
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 7"))
-                                  if p.stem in KNOWN_FAILING else p for p in USES_DEFAULT_MODEL],
-                         ids=[p.stem for p in USES_DEFAULT_MODEL])
+@pytest.mark.parametrize("path", USES_DEFAULT_MODEL, ids=[p.stem for p in USES_DEFAULT_MODEL])
 def test_notebook_runs_with_a_torchvision_model(path, standin_home):
     notebook = nbformat.read(path, as_version=4)
     execute(notebook, cwd=path.parent, timeout=600, env={"TORCH_HOME": str(standin_home), "CNN_VERIFY_WEIGHTS": "0",

@@ -5,8 +5,11 @@ import helpers
 import pytest
 import torch
 
-from cnn_helpers import complexity, gradients, models
-from cnn_helpers.smallnets import residual_net
+from cnn_helpers.nets import complexity
+from cnn_helpers.training import residual as gradients
+from cnn_helpers.training.loop import fit, training_error
+from cnn_helpers.pretrained import models
+from cnn_helpers.nets.smallnets import residual_net
 
 
 def net():
@@ -23,7 +26,7 @@ def data():
 CALLS = {
     "count_macs": lambda m, x, y: complexity.count_macs(m, (1, 8, 8)),
     "layer_table": lambda m, x, y: complexity.layer_table(m, (1, 8, 8)),
-    "training_error": lambda m, x, y: gradients.training_error(m, x, y),
+    "training_error": lambda m, x, y: training_error(m, x, y),
     "gradient_norms": lambda m, x, y: gradients.gradient_norms(m, x, y),
     "gradient_norms inside no_grad": lambda m, x, y: _no_grad(gradients.gradient_norms, m, x, y),
 }
@@ -50,9 +53,9 @@ def test_train_restores_modes_and_keeps_frozen_batch_norm_frozen(inside_no_grad)
     seen = []
     kwargs = dict(steps=3, batch_size=8, warmup=1, callback=lambda *a: seen.append([m.training for m in model.modules()]))
     if inside_no_grad:
-        _no_grad(gradients.train, model, x, y, **kwargs)
+        _no_grad(fit, model, x, y, **kwargs)
     else:
-        gradients.train(model, x, y, **kwargs)
+        fit(model, x, y, **kwargs)
     assert [m.training for m in model.modules()] == modes
     assert all(s == modes for s in seen), "frozen batch norm must stay frozen during training"
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items()), "frozen BN statistics changed"

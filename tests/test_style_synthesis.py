@@ -3,12 +3,12 @@
 import pytest
 import torch
 from helpers import assert_unchanged, hooks, mixed_mode, snapshot
-from test_style import LAYERS, tiny_model
+from test_style_gram import LAYERS, tiny_model
 
-from cnn_helpers.data import load_image, resize
-from cnn_helpers.models import load_pretrained
-from cnn_helpers.style_eval import class_rank, style_distance
-from cnn_helpers.style_synthesis import style_transfer, synthesize_texture
+from cnn_helpers.core.data import load_image, resize
+from cnn_helpers.pretrained.models import load_pretrained
+from cnn_helpers.style.evaluation import class_rank, style_distance
+from cnn_helpers.style.synthesis import style_transfer, synthesize_texture
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,8 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cnn_helpers import attribution, attribution_eval, complexity, data, gradients, models, occlusion, plotting, repro  # noqa: E402
-from cnn_helpers import adversarial, adversarial_eval, architectures, smallnets, training  # noqa: E402
-from cnn_helpers import featurevis, featurevis_dream, featurevis_layers, featurevis_objectives  # noqa: E402
-from cnn_helpers import featurevis_params, featurevis_transforms  # noqa: E402
-from cnn_helpers import sources, style, style_eval, style_synthesis, transfer, transfer_training  # noqa: E402
-from cnn_helpers.registry import model_info  # noqa: E402
+from cnn_helpers import adversarial, attribution, featurevis, nets, pretrained, style, training  # noqa: E402
+from cnn_helpers.core import data, hooks, plotting, repro  # noqa: E402
 
 CLASSES = 5
 
@@ -68,7 +64,7 @@ def tiny_heatmap() -> torch.Tensor:
 
 
 def small_net() -> nn.Module:
-    return helpers.mixed_mode(smallnets.residual_net(8, widths=(2, 2, 2), in_channels=1, num_classes=3))
+    return helpers.mixed_mode(nets.residual_net(8, widths=(2, 2, 2), in_channels=1, num_classes=3))
 
 
 def small_data() -> torch.Tensor:
@@ -79,9 +75,9 @@ def small_labels() -> torch.Tensor:
     return torch.randint(0, 3, (8,), generator=torch.Generator().manual_seed(4))
 
 
-def tiny_pretrained() -> models.Pretrained:
-    return models.Pretrained(model=tiny_net(), name="tiny", categories=list("abcde"), input_size=12, source="test",
-                             info=model_info("efficientnet_lite0"), verified=False)
+def tiny_pretrained() -> pretrained.Pretrained:
+    return pretrained.Pretrained(model=tiny_net(), name="tiny", categories=list("abcde"), input_size=12, source="test",
+                             info=pretrained.model_info("efficientnet_lite0"), verified=False)
 
 
 def seeded() -> torch.Generator:
@@ -94,7 +90,7 @@ TARGET = Fresh(lambda: torch.tensor([1, 3]))
 NO_IMAGES = {"images:grayscale": "any", "images:rgba": "any", "images:3-d": "any"}  # shape-generic image helpers
 META = {"input_size:huge": "any"}  # counted on the meta device: any size is cheap
 IMAGE16 = Fresh(lambda: torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)))  # featurevis: >= 16 px
-CHANNEL = Fresh(lambda: featurevis_objectives.channel("4", 1))
+CHANNEL = Fresh(lambda: featurevis.channel("4", 1))
 FILTERS = Fresh(lambda: torch.randn(5, 3, 3, 3, generator=torch.Generator().manual_seed(6)))
 SIGNAL = {"images:uint8 range": "any", "images:normalized": "any", "images:grayscale": "any", "images:rgba": "any"}
 NOT_YET = {"layer:unknown": "any", "target:out of range": "any", "target:out of range tensor": "any",
@@ -122,25 +118,24 @@ SWEEP: list[Entry] = [
           kinds={"adv": "images", "eps": "float0", "norm": "choice"}, expect={**ADV_IMAGES, **NO_IMAGES}),
     entry(adversarial.deepfool, model=MODEL, images=IMAGES, labels=TARGET, steps=3, classes=3,
           kinds={"labels": "target", "overshoot": "float0", "classes": "int+"}, expect={"steps:zero": "any"}),
-    # adversarial_eval
-    entry(adversarial_eval.attack, model=MODEL, images=IMAGES, labels=TARGET, eps=0.05, steps=2, generator=GEN,
-          kinds=attack_kinds(adversarial_eval.attack), expect=OPTIONAL_ALPHA),
-    entry(adversarial_eval.predict, model=MODEL, images=IMAGES),
-    entry(adversarial_eval.accuracy, model=MODEL, images=IMAGES, labels=TARGET, kinds={"labels": "target"}),
-    entry(adversarial_eval.eps_curve, model=MODEL, images=IMAGES, labels=TARGET, eps_values=[0.0, 0.01, 0.05],
+    # adversarial: evaluation
+    entry(adversarial.attack, model=MODEL, images=IMAGES, labels=TARGET, eps=0.05, steps=2, generator=GEN,
+          kinds=attack_kinds(adversarial.attack), expect=OPTIONAL_ALPHA),
+    entry(adversarial.predict, model=MODEL, images=IMAGES),
+    entry(adversarial.eps_curve, model=MODEL, images=IMAGES, labels=TARGET, eps_values=[0.0, 0.01, 0.05],
           kinds={"labels": "target", "targeted": "bool"}),
-    entry(adversarial_eval.fooling_rate, model=MODEL, clean=IMAGES, perturbed=Fresh(lambda: tiny_images().flip(-1)),
+    entry(adversarial.fooling_rate, model=MODEL, clean=IMAGES, perturbed=Fresh(lambda: tiny_images().flip(-1)),
           kinds={"clean": "images", "perturbed": "images"}),
-    entry(adversarial_eval.transfer_matrix, models=Fresh(lambda: [tiny_net(), tiny_net()]), images=IMAGES, eps=0.05,
+    entry(adversarial.transfer_matrix, models=Fresh(lambda: [tiny_net(), tiny_net()]), images=IMAGES, eps=0.05,
           steps=2, kinds={"eps": "float0"}, expect=OPTIONAL_ALPHA),
     # the transform's cost depends on the batches fit will give it: huge steps are refused when it is called
-    entry(adversarial_eval.adversarial_transform, model=MODEL, eps=0.05, generator=GEN,
+    entry(adversarial.adversarial_transform, model=MODEL, eps=0.05, generator=GEN,
           kinds={"eps": "float+", "steps": "int+", "alpha": "float+", "norm": "choice", "random_start": "bool"},
           expect=OPTIONAL_ALPHA),
     # attribution
     entry(attribution.occlusion_map, model=MODEL, images=IMAGES, target=TARGET, window=4, stride=2,
           kinds={"perturbations_per_eval": "batch"}),
-    entry(occlusion.occlusion_plan, model=MODEL, images=IMAGES, window=4, stride=2, kinds={"field_limit": "float+"},
+    entry(attribution.occlusion_plan, model=MODEL, images=IMAGES, window=4, stride=2, kinds={"field_limit": "float+"},
           expect={"field_limit:none": "same"}),  # None: the default, exact regions
     entry(attribution.saliency_map, model=MODEL, images=IMAGES, target=TARGET),
     entry(attribution.smoothgrad, model=MODEL, images=IMAGES, target=TARGET, samples=3, generator=GEN,
@@ -149,41 +144,41 @@ SWEEP: list[Entry] = [
     entry(attribution.guided_backprop, model=MODEL, images=IMAGES, target=TARGET),
     entry(attribution.grad_cam, model=MODEL, images=IMAGES, target=TARGET, layer="2",
           kinds={"relu": "bool", "upsample": "bool"}),
-    # attribution_eval
-    entry(attribution_eval.deletion_curve, model=MODEL, images=IMAGES, target=TARGET, heatmap=HEAT, steps=4),
-    entry(attribution_eval.insertion_curve, model=MODEL, images=IMAGES, target=TARGET, heatmap=HEAT, steps=4,
+    # attribution: evaluation
+    entry(attribution.deletion_curve, model=MODEL, images=IMAGES, target=TARGET, heatmap=HEAT, steps=4),
+    entry(attribution.insertion_curve, model=MODEL, images=IMAGES, target=TARGET, heatmap=HEAT, steps=4,
           baseline=0.5),
-    entry(attribution_eval.blur, images=IMAGES, kinds={"sigma": "float+"}, expect=NO_IMAGES),
-    entry(attribution_eval.cascading_randomization, model=MODEL, layers=["8", "4"], generator=GEN),
-    entry(attribution_eval.randomize_parameters, module=MODEL, generator=GEN, state=False),
-    entry(attribution_eval.area_under_curve, curve=Fresh(lambda: torch.rand(2, 5)), kinds={"curve": "map"}),
-    entry(attribution_eval.spearman, a=HEAT, b=Fresh(lambda: tiny_heatmap() ** 2), kinds={"a": "map", "b": "map"},
+    entry(attribution.insertion_start, images=IMAGES, kinds={"sigma": "float+"}, expect=NO_IMAGES),
+    entry(attribution.cascading_randomization, model=MODEL, layers=["8", "4"], generator=GEN),
+    entry(attribution.randomize_parameters, module=MODEL, generator=GEN, state=False),
+    entry(attribution.area_under_curve, curve=Fresh(lambda: torch.rand(2, 5)), kinds={"curve": "map"}),
+    entry(attribution.spearman, a=HEAT, b=Fresh(lambda: tiny_heatmap() ** 2), kinds={"a": "map", "b": "map"},
           expect={"a:wrong shape": "refuse", "b:wrong shape": "refuse"}),
-    # complexity
-    entry(complexity.count_weight_layers, model=MODEL),
-    entry(complexity.count_parameters, model=MODEL),
-    entry(complexity.count_macs, model=MODEL, input_size=12, kinds={"input_size": "size"}, expect=META),
-    entry(complexity.layer_table, model=MODEL, input_size=12, kinds={"input_size": "size"}, expect=META),
+    # nets: what a network costs
+    entry(nets.count_weight_layers, model=MODEL),
+    entry(nets.count_parameters, model=MODEL),
+    entry(nets.count_macs, model=MODEL, input_size=12, kinds={"input_size": "size"}, expect=META),
+    entry(nets.layer_table, model=MODEL, input_size=12, kinds={"input_size": "size"}, expect=META),
     # training and gradients (notebook 02)
     entry(training.fit, model=SMALL, images=DATA, labels=LABELS, steps=2, batch_size=4, warmup=1, state=False,
           kinds={"images": "data", "lr": "float+", "momentum": "float0", "weight_decay": "float0", "warmup": None}),
     entry(training.evaluate, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data"}),
-    entry(gradients.training_error, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data"}),
-    entry(gradients.gradient_norms, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data", "training": "bool"}),
-    # models
-    entry(models.classify, pretrained=Fresh(tiny_pretrained), images=IMAGES, k=3),
-    entry(models.topk_probabilities, logits=Fresh(lambda: torch.randn(2, CLASSES)), k=2),
-    entry(models.load_pretrained, name="efficientnet_lite0", contexts=False),
-    entry(models.weights_path, name="resnet50", kinds={"name": "model name"}),
-    entry(model_info, name="resnet50", kinds={"name": "model name"}),
-    entry(models.imagenet_categories),
-    entry(models.available_models),
+    entry(training.training_error, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data"}),
+    entry(training.gradient_norms, model=SMALL, images=DATA, labels=LABELS, kinds={"images": "data", "training": "bool"}),
+    # pretrained
+    entry(pretrained.classify, pretrained=Fresh(tiny_pretrained), images=IMAGES, k=3),
+    entry(pretrained.topk_probabilities, logits=Fresh(lambda: torch.randn(2, CLASSES)), k=2),
+    entry(pretrained.load_pretrained, name="efficientnet_lite0", contexts=False),
+    entry(pretrained.weights_path, name="resnet50", kinds={"name": "model name"}),
+    entry(pretrained.model_info, name="resnet50", kinds={"name": "model name"}),
+    entry(pretrained.imagenet_categories),
+    entry(pretrained.available_models),
     # data
     entry(data.load_image, name_or_path="cat", size=16),
     entry(data.image_from_array, array=Fresh(lambda: np.random.default_rng(0).random((5, 6, 3)))),
     entry(data.resize, images=IMAGES, size=6, expect=NO_IMAGES),
     entry(data.center_crop, images=IMAGES, size=6, expect=NO_IMAGES),
-    entry(data.prepare, images=IMAGES, size=6, expect=NO_IMAGES),
+    entry(data.resize_and_crop, images=IMAGES, size=6, expect=NO_IMAGES),
     entry(data.to_numpy, image=Fresh(lambda: tiny_images()[:1])),
     entry(data.load_mnist, size=7, kinds={"standardize": "bool"}),
     # plotting
@@ -195,65 +190,67 @@ SWEEP: list[Entry] = [
     entry(repro.seed_everything, seed=3, kinds={"seed": "int0"}),
     entry(repro.get_device, prefer="cpu", kinds={"prefer": "device"}),
     # networks
-    entry(smallnets.plain_net, depth=8, widths=(2, 2, 2), kinds={"in_channels": "int+", "num_classes": None}),
-    entry(smallnets.blocks_for_depth, depth=14),
-    entry(gradients.identity_extension, model=Fresh(lambda: smallnets.plain_net(8, widths=(2, 2, 2))), depth=14),
+    entry(nets.plain_net, depth=8, widths=(2, 2, 2), kinds={"in_channels": "int+", "num_classes": None}),
+    entry(nets.blocks_for_depth, depth=14),
+    entry(training.identity_extension, model=Fresh(lambda: nets.plain_net(8, widths=(2, 2, 2))), depth=14),
     entry(training.warmup_cosine, step=3, steps=10, warmup=2, kinds={"step": "int0", "steps": "int+", "warmup": "int0"}),
-    entry(architectures.resnet18, num_classes=3, contexts=False),
+    entry(nets.resnet18, num_classes=3, contexts=False),
     # feature visualization (notebook 04)
     entry(featurevis.visualize, model=MODEL, objective=CHANNEL, steps=2, size=16, generator=GEN,
           kinds={"lr": "float+", "batch": "int+", "param": "choice", "transforms": "choice"},
           expect={"transforms:none": "any"}),
     entry(featurevis.class_visualization, model=MODEL, target=TARGET, steps=2, size=16, generator=GEN,
           kinds={"lr": "float+"}, expect={"target:too long": "any"}),
-    entry(featurevis_dream.deepdream, model=MODEL, image=IMAGE16, layer="4", octaves=2, steps=2, generator=GEN,
+    entry(featurevis.deepdream, model=MODEL, image=IMAGE16, layer="4", octaves=2, steps=2, generator=GEN,
           kinds={"octaves": "count", "octave_scale": "float+", "lr": "float+", "jitter": "int0", "smooth": "float0"},
           expect={"image:batch": "any"}),
-    entry(featurevis_dream.invert_features, model=MODEL, image=IMAGE16, layer="4", steps=2, generator=GEN,
+    entry(featurevis.invert_features, model=MODEL, image=IMAGE16, layer="4", steps=2, generator=GEN,
           kinds={"tv_weight": "float0", "l2_weight": "float0", "lr": "float+", "param": "choice"},
           expect={"image:batch": "any"}),
-    entry(featurevis_layers.recording, model=MODEL, layers=["2", "4"], kinds={"stop": "bool"}),
-    entry(featurevis_layers.activations, model=MODEL, images=IMAGES, layers=["2", "4"]),
-    entry(featurevis_layers.first_conv, model=MODEL),
-    entry(featurevis_layers.first_layer_filters, model=MODEL),
-    entry(featurevis_layers.filter_images, filters=FILTERS, kinds={"filters": "map"}),
-    entry(featurevis_layers.filter_statistics, filters=FILTERS, kinds={"filters": "map", "threshold": "float+"}),
-    entry(featurevis_layers.edge_strength, images=IMAGES),
-    entry(featurevis_layers.colourfulness, images=IMAGES),
-    entry(featurevis_layers.response_correlation, model=MODEL, images=IMAGES,
+    # an empty list records nothing: gradient ascent on the logits alone runs the model as usual
+    entry(hooks.record, model=MODEL, layers=["2", "4"], kinds={"stop": "bool", "inputs": "bool"},
+          expect={"layers:empty": "any"}),
+    entry(featurevis.activations, model=MODEL, images=IMAGES, layers=["2", "4"]),
+    entry(featurevis.first_conv, model=MODEL),
+    entry(featurevis.first_layer_filters, model=MODEL),
+    entry(featurevis.filter_images, filters=FILTERS, kinds={"filters": "map"}),
+    entry(featurevis.filter_statistics, filters=FILTERS, kinds={"filters": "map", "threshold": "float+"}),
+    entry(featurevis.edge_strength, images=IMAGES),
+    entry(featurevis.colourfulness, images=IMAGES),
+    entry(featurevis.response_correlation, model=MODEL, images=IMAGES,
           reference=Fresh(lambda: tiny_heatmap()[:, None]), filters=FILTERS,
           kinds={"reference": "map", "filters": "map"}),
-    entry(featurevis_layers.top_patches, model=MODEL, images=IMAGES, layer="4", channel=1, k=3, patch=6,
+    entry(featurevis.top_patches, model=MODEL, images=IMAGES, layer="4", channel=1, k=3, patch=6,
           kinds={"channel": "int0", "patch": "int+"}),
-    entry(featurevis_params.colour_correlation, names=("cat", "dog"), size=16),
-    entry(featurevis_params.fourier_scale, size=16, kinds={"decay_power": "float0"}),
-    entry(featurevis_params.spectrum_to_image, spectrum=Fresh(lambda: torch.fft.rfft2(tiny_images())), size=(12, 12),
+    entry(featurevis.colour_correlation, names=("cat", "dog"), size=16),
+    entry(featurevis.fourier_scale, size=16, kinds={"decay_power": "float0"}),
+    entry(featurevis.spectrum_to_image, spectrum=Fresh(lambda: torch.fft.rfft2(tiny_images())), size=(12, 12),
           kinds={"size": "pair", "decay_power": "float0"}),
-    entry(featurevis_params.pixels, size=16, generator=GEN,
+    entry(featurevis.pixels, size=16, generator=GEN,
           kinds={"images": None, "batch": "int+", "decorrelate": "bool", "sd": "float0"}),
-    entry(featurevis_params.fourier, size=16, generator=GEN,
+    entry(featurevis.fourier, size=16, generator=GEN,
           kinds={"images": None, "batch": "int+", "decorrelate": "bool", "sd": "float0", "decay_power": "float0"}),
-    entry(featurevis_params.radial_spectrum, images=IMAGES, kinds={"bins": "int+"}, expect=SIGNAL),
-    entry(featurevis_params.high_frequency_share, images=IMAGES, kinds={"cutoff": "float0"}, expect=SIGNAL),
-    entry(featurevis_objectives.class_logit, target=TARGET, expect=NOT_YET),
-    entry(featurevis_objectives.channel, layer="4", index=1, kinds={"index": "int0"}, expect=NOT_YET),
-    entry(featurevis_objectives.neuron, layer="4", index=1, y=0, x=1,
+    entry(featurevis.radial_spectrum, images=IMAGES, kinds={"bins": "int+"}, expect=SIGNAL),
+    entry(featurevis.high_frequency_share, images=IMAGES, kinds={"cutoff": "float0"}, expect=SIGNAL),
+    entry(featurevis.class_logit, target=TARGET, expect=NOT_YET),
+    entry(featurevis.channel, layer="4", index=1, kinds={"index": "int0"}, expect=NOT_YET),
+    entry(featurevis.neuron, layer="4", index=1, y=0, x=1,
           kinds={"index": "int0", "y": "int0", "x": "int0"}, expect=NOT_YET),
-    entry(featurevis_objectives.layer_l2, layer="4", expect=NOT_YET),
-    entry(featurevis_objectives.feature_match, layer="4", target=Fresh(lambda: torch.rand(1, 6, 8, 8)),
+    entry(featurevis.layer_l2, layer="4", expect=NOT_YET),
+    entry(featurevis.feature_match, layer="4", target=Fresh(lambda: torch.rand(1, 6, 8, 8)),
           kinds={"target": "map"}, expect=NOT_YET),
-    entry(featurevis_objectives.image_l2),
-    entry(featurevis_objectives.image_tv, kinds={"beta": "float+"}),
-    entry(featurevis_objectives.total_variation, images=Fresh(lambda: torch.randn(2, 3, 5, 6)),
+    entry(featurevis.image_l2),
+    entry(featurevis.image_tv, kinds={"beta": "float+"}),
+    entry(featurevis.total_variation, images=Fresh(lambda: torch.randn(2, 3, 5, 6)),
           kinds={"images": "data", "beta": "float+"}),
-    entry(featurevis_transforms.Pad, pixels=2, kinds={"pixels": "int0", "value": "float0"}),
-    entry(featurevis_transforms.Jitter, pixels=2, kinds={"pixels": "int0"}),
-    entry(featurevis_transforms.RandomScale, kinds={"low": "float+", "high": "float+"}),
-    entry(featurevis_transforms.RandomRotate, kinds={"degrees": "float0"}),
-    entry(featurevis_transforms.Blur, kinds={"sigma": "float0"}),
-    entry(featurevis_transforms.Compose, transforms=[featurevis_transforms.Jitter(1), featurevis_transforms.Blur()]),
-    entry(featurevis_transforms.blur, images=IMAGES, sigma=1.0, kinds={"images": "data", "sigma": "float0"}),
-    entry(featurevis_transforms.standard_transforms, size=16, expect={"size:huge": "any"}),
+    entry(featurevis.Pad, pixels=2, kinds={"pixels": "int0", "value": "float0"}),
+    entry(featurevis.Jitter, pixels=2, kinds={"pixels": "int0"}),
+    entry(featurevis.RandomScale, kinds={"low": "float+", "high": "float+"}),
+    entry(featurevis.RandomRotate, kinds={"degrees": "float0"}),
+    entry(featurevis.Blur, kinds={"sigma": "float0"}),
+    entry(featurevis.Compose, transforms=[featurevis.Jitter(1), featurevis.Blur()]),
+    entry(featurevis.blur, images=IMAGES, sigma=1.0, kinds={"images": "data", "sigma": "float0"}),
+    entry(featurevis.standard_transforms, size=16, expect={"size:huge": "any"}),
     # style (notebook 05)
     entry(style.gram_matrix, features=Fresh(lambda: torch.randn(2, 4, 5, 5)), kinds={"features": "data", "centred": "bool"}),
     # feature maps and losses are building blocks of an optimization loop: attached to the graph by design
@@ -268,43 +265,43 @@ SWEEP: list[Entry] = [
     entry(style.style_targets, model=MODEL, style=Fresh(lambda: tiny_images()[:1]), style_layers=["2", "5"],
           kinds={"style": "images", "style_layers": "layers", "upsample": "int+", "centred": "bool", "pixels": "bool"},
           expect={"style:3-d": "any"}),
-    entry(style_synthesis.synthesize_texture, model=MODEL, exemplar=Fresh(lambda: tiny_images()[:1]), size=8,
+    entry(style.synthesize_texture, model=MODEL, exemplar=Fresh(lambda: tiny_images()[:1]), size=8,
           style_layers=["2", "5"], steps=2, optimizer="adam", generator=GEN,
           kinds={"exemplar": "images", "style_layers": "layers", "octaves": "int+", "lr": "float+", "upsample": "int+",
                  "clamp_every": "int+", "centred": "bool", "pixels": "bool"},
           expect={"exemplar:3-d": "any", "lr:none": "any"}),  # lr=None is the default: the optimizer's own lr
-    entry(style_synthesis.style_transfer, model=MODEL, content=Fresh(lambda: tiny_images()[:1]),
+    entry(style.style_transfer, model=MODEL, content=Fresh(lambda: tiny_images()[:1]),
           style=Fresh(lambda: tiny_images()[1:]), style_layers=["2", "5"], content_layers=["5"], steps=2,
           optimizer="adam", generator=GEN,
           kinds={"content": "images", "style": "images", "style_layers": "layers", "content_layers": "layers",
                  "content_weight": "float0", "lr": "float+", "upsample": "int+", "clamp_every": "int+",
                  "centred": "bool", "pixels": "bool"},
           expect={"content:3-d": "any", "style:3-d": "any", "lr:none": "any"}),  # lr=None: the optimizer's own lr
-    entry(style_eval.style_distance, model=MODEL, images=IMAGES, style=Fresh(lambda: tiny_images()[:1]),
+    entry(style.style_distance, model=MODEL, images=IMAGES, style=Fresh(lambda: tiny_images()[:1]),
           layers=["2", "5"], kinds={"style": "images"}, expect={"style:3-d": "any"}),
-    entry(style_eval.class_rank, model=MODEL, images=IMAGES, target=TARGET),
-    entry(style_eval.ssim, images=IMAGES, reference=Fresh(lambda: tiny_images().flip(0)), kinds={"reference": "images"}),
+    entry(style.class_rank, model=MODEL, images=IMAGES, target=TARGET),
+    entry(style.ssim, images=IMAGES, reference=Fresh(lambda: tiny_images().flip(0)), kinds={"reference": "images"}),
     # transfer (notebook 07)
-    entry(transfer.extract_features, model=MODEL, images=IMAGES, layer="5", kinds={"inputs": "bool"},
+    entry(training.extract_features, model=MODEL, images=IMAGES, layer="5", kinds={"inputs": "bool"},
           expect={"layer:none": "any", "layer:list": "any"}),  # documented: None = the head's input, a list = a dict
-    entry(transfer.last_linear, model=MODEL),
-    entry(transfer.prepare, model=MODEL, num_classes=3, strategy="partial", trainable_from="4", generator=GEN,
+    entry(training.last_linear, model=MODEL),
+    entry(training.prepare, model=MODEL, num_classes=3, strategy="partial", trainable_from="4", generator=GEN,
           kinds={"strategy": "choice", "trainable_from": "layer"}, state=False),
-    entry(transfer.next_layer, model=MODEL, layer="4"),
-    entry(transfer.upper_part, model=MODEL, layer="5", example=IMAGES, kinds={"example": "images"}),
-    entry(transfer_training.train_classifier, model=MODEL, train=Fresh(lambda: (tiny_images(), torch.tensor([1, 3]))),
+    entry(training.next_layer, model=MODEL, layer="4"),
+    entry(training.upper_part, model=MODEL, layer="5", example=IMAGES, kinds={"example": "images"}),
+    entry(training.train_classifier, model=MODEL, train=Fresh(lambda: (tiny_images(), torch.tensor([1, 3]))),
           epochs=2, batch_size=2, generator=GEN, state=False,
           kinds={"epochs": "count", "lr": "float+", "weight_decay": "float0", "every": "int+"}),
-    entry(transfer_training.accuracy, model=MODEL, inputs=IMAGES, labels=TARGET, kinds={"inputs": "data"}),
-    entry(transfer_training.linear_probe, train=Fresh(lambda: (torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))),
+    entry(training.top1_accuracy, model=MODEL, inputs=IMAGES, labels=TARGET, kinds={"inputs": "data", "labels": "target"}),
+    entry(training.linear_probe, train=Fresh(lambda: (torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))),
           epochs=3, generator=GEN, kinds={"epochs": "count", "lr": "float+", "weight_decay": "float0"}),
-    entry(transfer_training.stratified_split, labels=Fresh(lambda: torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])),
+    entry(training.stratified_split, labels=Fresh(lambda: torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])),
           per_class=[1, 1], generator=GEN,  # no model, no class count: any non-negative ints are classes
           expect={"labels:too short": "any", "labels:out of range": "any"}),
     # the valid call needs no weights; a model not on disk is test_sources' offline error (no network attempt)
-    entry(sources.load_from, source="torchvision", name="resnet18", pretrained=False,
+    entry(pretrained.load_from, source="torchvision", name="resnet18", pretrained=False,
           kinds={"source": "choice", "name": "model name", "pretrained": "bool"}),
-    entry(transfer_training.to_rgb, images=Fresh(lambda: torch.rand(2, 1, 6, 6, generator=seeded())), size=8,
+    entry(training.to_rgb, images=Fresh(lambda: torch.rand(2, 1, 6, 6, generator=seeded())), size=8,
           expect=NO_IMAGES),
 ]
 

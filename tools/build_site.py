@@ -34,9 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nbexec import execute  # noqa: E402
 from site_assets import MATHJAX_FONTS, AssetsMissing, install_into  # noqa: E402
 from testenv import ROOT, test_environment  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
-from cnn_helpers.exercises import make_student_notebook  # noqa: E402
+from exercises import make_student_notebook  # noqa: E402
 
 COURSE = "Convolutional networks, from the inside"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_template"

@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cnn_helpers.models import TORCHVISION_WEIGHTS, _hub_file  # noqa: E402
+from cnn_helpers.pretrained.models import TORCHVISION_WEIGHTS, hub_file  # noqa: E402
 
 
 def write_standins(torch_home: Path, names: list[str], *, seed: int = 0) -> list[Path]:
@@ -31,7 +31,7 @@ def write_standins(torch_home: Path, names: list[str], *, seed: int = 0) -> list
             if name not in TORCHVISION_WEIGHTS:
                 raise ValueError(f"name must be one of {', '.join(TORCHVISION_WEIGHTS)}; got {name!r}")
             torch.manual_seed(seed)
-            path = _hub_file(name)
+            path = hub_file(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(torchvision.models.get_model(name, weights=None).state_dict(), path)
             paths.append(path)

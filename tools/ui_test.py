@@ -36,9 +36,7 @@ import build_site  # noqa: E402
 from nbclean import KERNELSPEC, clean_text, install  # noqa: E402
 import testenv  # noqa: E402
 from testenv import ROOT  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
-from cnn_helpers.exercises import make_student_notebook  # noqa: E402
+from exercises import make_student_notebook  # noqa: E402
 
 OUT = ROOT / "build" / "ui"
 LOCAL = ("file:", "data:", "blob:", "about:", "http://127.0.0.1:")  # about: is MathJax's own font probe
@@ -106,7 +104,7 @@ def student_demo() -> nbformat.NotebookNode:
     """A small solution notebook whose student version has an open exercise in the middle."""
     solution = new_notebook(metadata={"kernelspec": dict(KERNELSPEC)}, cells=[
         new_markdown_cell("# Run All past an open exercise"),
-        new_code_cell("import torch\nfrom cnn_helpers.exercises import check_function, use"),
+        new_code_cell("import torch\nfrom cnn_helpers.core.exercises import check_function, use"),
         new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
         new_code_cell("check_function(double, lambda x: x + x, lambda g: (torch.randn(3, generator=g),))"),
         new_code_cell("twice = use(double, lambda x: x + x)\nprint('after the check:', twice(torch.ones(1)).item())"),

@@ -1,0 +1,258 @@
+"""Adversarial attacks: small changes to an image that make a classifier predict what we want.
+
+Used by notebook 06 (adversarial attacks); measured against torchattacks 3.3.0 in
+``bench/bench_adversarial.py``. Measures built on these attacks (accuracy vs eps, transfer between models,
+adversarial training) live in :mod:`.evaluation`.
+
+Every attack takes ``model, images, labels, *, options`` like torchattacks: images (N, C, H, W) in [0, 1]
+(normalization lives inside the model, so ``eps`` is in pixel units: ``8 / 255`` is 8 grey levels), labels
+an int or an (N,) integer tensor: the classes to move *away from*, or with ``targeted=True`` the classes
+to move *to*. The model is evaluated in eval mode and left exactly as found (each module's mode, every
+``requires_grad`` and ``.grad``, also on error); gradients come from ``torch.autograd.grad`` on a copy.
+Results are detached, on the input's device, in [0, 1] and within the budget. Without a random start
+FGSM, PGD (L-inf and L2) and DeepFool give the same images as torchattacks' ``FGSM``, ``PGD``, ``PGDL2``
+and ``DeepFool`` (``tests/test_adversarial.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnn_helpers.core.budget import check_cost, check_steps
+from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_float, check_generator, check_images,
+                                     check_int, check_model, check_target, gather)
+from cnn_helpers.core.memory import check_memory
+from cnn_helpers.core.state import evaluating, grad_enabled, model_channels
+
+__all__ = ["fgsm", "pgd", "project", "deepfool", "NORMS"]
+
+NORMS = ("linf", "l2")
+_DIVISION_EPS = 1e-10  # torchattacks' PGDL2 adds this to the gradient norm before dividing
+
+
+def _checked(model: nn.Module, images: object, labels: object) -> torch.Tensor:
+    """Validate model and images; labels -> (N,) int64 on the images' device (range checked on first use)."""
+    check_model(model)
+    check_images(images, model=model, channels=model_channels(model))  # grayscale digits for a 1-channel net
+    return check_target(labels, images.shape[0], images.device, name="labels")
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Mean cross-entropy to climb: away from ``labels``, or towards them (negated) when targeted."""
+    gather(logits, labels, name="labels")  # a clear error for labels outside [0, classes)
+    loss = F.cross_entropy(logits, labels)
+    return -loss if targeted else loss
+
+
+def _gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+              targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d loss / d images, the logits), on a copy (nothing is left in any ``.grad``); works inside ``no_grad``."""
+    with grad_enabled():  # clones: normal tensors even when made in the caller's inference mode
+        x = images.detach().clone().requires_grad_(True)
+        logits = model(x)
+        (grad,) = torch.autograd.grad(_loss(logits, labels.clone(), targeted), x)
+    return grad, logits.detach()
+
+
+def fgsm(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, targeted: bool = False) -> torch.Tensor:
+    """Fast Gradient Sign Method: one step of size ``eps`` along the sign of the loss gradient.
+
+    Args:
+        images: (N, C, H, W) in [0, 1]. labels: Int or (N,): true classes, or targets when ``targeted``.
+        eps: L-inf budget in pixel units, >= 0 (``2 / 255`` = two grey levels of an 8-bit image).
+        targeted: Step towards ``labels`` instead of away from them. Default: False.
+
+    Returns:
+        (N, C, H, W) adversarial images in [0, 1], ``|adv - images| <= eps`` everywhere.
+    Reference: Goodfellow et al., "Explaining and Harnessing Adversarial Examples", ICLR 2015.
+    Example:
+        >>> adv = fgsm(model, images, labels, eps=2 / 255)
+    """
+    labels = _checked(model, images, labels)
+    eps, targeted = check_float(eps, "eps", minimum=0.0), check_bool(targeted, "targeted")
+    with evaluating(model):
+        grad, _ = _gradient(model, images, labels, targeted)
+    return torch.clamp(images.detach() + eps * grad.sign(), min=0, max=1)
+
+
+def project(adv: torch.Tensor, images: torch.Tensor, *, eps: float, norm: str = "linf") -> torch.Tensor:
+    """PGD's projection: the closest image to ``adv`` within ``eps`` of ``images`` (in ``norm``), clamped to [0, 1].
+
+    L-inf clips every pixel's change to [-eps, eps]; L2 shrinks each image's change to length ``eps`` if longer.
+    (The clamp to [0, 1] comes after, as in torchattacks, so the result is in the box and within the budget.)
+    Example:
+        >>> adv = project(adv + alpha * grad.sign(), images, eps=8 / 255)
+    """
+    eps, norm = check_float(eps, "eps", minimum=0.0), check_choice(norm, "norm", NORMS)
+    check_images(images, channels=None)
+    if not isinstance(adv, torch.Tensor) or not adv.is_floating_point():
+        raise TypeError(f"adv must be a float tensor of the shape of images, got {type(adv).__name__}")
+    if adv.shape != images.shape or adv.device != images.device:
+        raise ValueError(f"adv must have the shape and device of images {tuple(images.shape)} on {images.device}, "
+                         f"got {tuple(adv.shape)} on {adv.device}")
+    if not torch.isfinite(adv).all():  # outside [0, 1] is fine: a step has just left the box
+        raise ValueError("adv holds NaN or inf values")
+    return _project(adv.detach(), images.detach(), eps, norm)
+
+
+def _project(adv: torch.Tensor, images: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """:func:`project` without the checks (inside PGD's loop)."""
+    delta = adv - images
+    if norm == "linf":
+        delta = torch.clamp(delta, min=-eps, max=eps)
+    else:
+        length = delta.flatten(1).norm(p=2, dim=1)
+        factor = torch.where(length > eps, eps / length, torch.ones_like(length))  # 0/0 can't happen here
+        delta = delta * factor.view(-1, *[1] * (delta.ndim - 1))
+    return torch.clamp(images + delta, min=0, max=1)
+
+
+def _random_start(images: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniform point of the L-inf box, or of the L2 ball (direction Gaussian, radius uniform as torchattacks)."""
+    n = images.shape[0]
+    if norm == "linf":
+        delta = (torch.rand(images.shape, generator=generator) * 2 - 1) * eps
+    else:
+        delta = torch.randn(images.shape, generator=generator)
+        radius = torch.rand(n, generator=generator) * eps / delta.flatten(1).norm(dim=1)
+        delta = delta * radius.view(n, *[1] * (images.ndim - 1))
+    return torch.clamp(images + delta.to(images.device, images.dtype), min=0, max=1)
+
+
+def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, alpha: float, steps: int,
+        norm: str = "linf", targeted: bool = False, random_start: bool = True,
+        generator: torch.Generator | None = None, early_stop: bool = False) -> torch.Tensor:
+    """Projected gradient descent: ``steps`` gradient steps of size ``alpha``, each projected back into the budget.
+
+    Args:
+        images: (N, C, H, W) in [0, 1]. labels: Int or (N,): true classes, or targets when ``targeted``.
+        eps: Budget in pixel units, >= 0: per pixel (``"linf"``) or the length of each image's change (``"l2"``).
+        alpha: Step size, > 0 (L-inf: ``alpha * sign(grad)``; L2: ``alpha * grad / |grad|``). steps: >= 0.
+        norm: ``"linf"`` or ``"l2"``. Default: ``"linf"``. targeted: Towards ``labels``. Default: False.
+        random_start: Start at a random point of the budget (Madry et al.); False gives BIM (Kurakin et al.).
+            Default: True. generator: For the random start. Default: torch's global generator.
+        early_stop: Leave an image alone once the attack has succeeded on it (checked before each step),
+            as an attacker would; saves time. Default: False (always ``steps`` steps, as torchattacks).
+
+    Returns:
+        (N, C, H, W) adversarial images in [0, 1] within ``eps`` of ``images``.
+    Reference: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+    Example:
+        >>> adv = pgd(model, images, labels, eps=2 / 255, alpha=0.5 / 255, steps=10)
+    """
+    labels = _checked(model, images, labels)
+    eps, alpha = check_float(eps, "eps", minimum=0.0), check_float(alpha, "alpha", minimum=0.0, strict_minimum=True)
+    steps, norm = check_int(steps, "steps", minimum=0), check_choice(norm, "norm", NORMS)
+    targeted, random_start = check_bool(targeted, "targeted"), check_bool(random_start, "random_start")
+    generator, early_stop = check_generator(generator), check_bool(early_stop, "early_stop")
+    check_cost(model, images, steps * len(images), f"pgd with steps={steps}", backward=True, hint="fewer steps")
+    check_steps(steps, f"pgd with steps={steps}", "fewer steps")  # a tiny model's compute estimate is ~0
+    images = images.detach()
+    adv = _random_start(images, eps, norm, generator) if random_start else images.clone()
+    with evaluating(model):
+        if not early_stop:
+            for _ in range(steps):
+                adv = _pgd_step(model, adv, images, labels, eps, alpha, norm, targeted)[0]
+            return adv
+        todo = torch.arange(len(images), device=images.device)  # the images not fooled yet
+        for _ in range(steps):
+            moved, logits = _pgd_step(model, adv[todo], images[todo], labels[todo], eps, alpha, norm, targeted)
+            going = (logits.argmax(1) == labels[todo]) != targeted  # untargeted: still the label; targeted: not yet
+            adv[todo[going]] = moved[going]
+            todo = todo[going]
+            if not len(todo):
+                break
+    return adv
+
+
+def _pgd_step(model: nn.Module, adv: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, eps: float,
+              alpha: float, norm: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ascent step (sign for L-inf, normalized gradient for L2), projected; and the logits before it."""
+    grad, logits = _gradient(model, adv, labels, targeted)
+    if norm == "linf":
+        step = grad.sign()
+    else:
+        length = grad.flatten(1).norm(p=2, dim=1) + _DIVISION_EPS
+        step = grad / length.view(-1, *[1] * (grad.ndim - 1))
+    return _project(adv + alpha * step, images, eps, norm), logits
+
+
+def _candidates(logits: torch.Tensor, labels: torch.Tensor, classes: int | None) -> torch.Tensor:
+    """(N, K): each image's label first, then the other classes (all in index order, or the top ones by logit)."""
+    n, total = logits.shape
+    if classes is None or classes >= total:
+        others = torch.arange(total, device=labels.device).expand(n, total)
+        others = others[others != labels[:, None]].view(n, total - 1)
+    else:
+        masked = logits.detach().scatter(1, labels[:, None], float("-inf"))
+        others = masked.topk(classes - 1, dim=1).indices
+    return torch.cat([labels[:, None], others], dim=1)
+
+
+def _deepfool_step(model: nn.Module, x: torch.Tensor, candidates: torch.Tensor,
+                   overshoot: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One linearized step for each image: (still correct?, the next images)."""
+    with grad_enabled():
+        x, candidates = x.detach().clone().requires_grad_(True), candidates.clone()
+        logits = model(x)
+        correct = logits.argmax(1) == candidates[:, 0]
+        scores = logits.gather(1, candidates)  # (N, K)
+        grads = [torch.autograd.grad(scores[:, k].sum(), x, retain_graph=k + 1 < scores.shape[1])[0]
+                 for k in range(scores.shape[1])]
+    w = torch.stack(grads, dim=1)  # (N, K, C, H, W); images are independent in eval mode
+    f_prime, w_prime = (scores[:, 1:] - scores[:, :1]).detach(), w[:, 1:] - w[:, :1]
+    # distance to each linearized decision boundary; the nearest one is crossed
+    distance = f_prime.abs() / w_prime.flatten(2).norm(p=2, dim=2).clamp_min(1e-12)
+    nearest = distance.argmin(dim=1)
+    index = torch.arange(len(x), device=x.device)
+    w_hat, f_hat = w_prime[index, nearest], f_prime[index, nearest]
+    sq_norm = torch.stack([w.norm(p=2) ** 2 for w in w_hat]).clamp_min(1e-24)  # per image, as torchattacks sums
+    delta = f_hat.abs().view(-1, 1, 1, 1) * w_hat / sq_norm.view(-1, 1, 1, 1)
+    return correct, torch.clamp(x.detach() + (1 + overshoot) * delta, min=0, max=1)
+
+
+def deepfool(model: nn.Module, images: torch.Tensor, labels: Target, *, steps: int = 50, overshoot: float = 0.02,
+             classes: int | None = 10) -> torch.Tensor:
+    """DeepFool: the smallest L2 change that crosses the nearest decision boundary, found by linearizing.
+
+    Args:
+        images: (N, C, H, W) in [0, 1]. labels: Int or (N,): each image's class (usually the model's prediction);
+            an image stops changing as soon as it is classified as anything else.
+        steps: At most this many linearized steps. Default: 50. overshoot: Each step goes ``1 + overshoot``
+            times the distance, to land beyond the boundary. Default: 0.02.
+        classes: The label and the ``classes - 1`` classes with the highest clean logits are candidates, as in
+            the authors' code for ImageNet; None = every class (as torchattacks). Default: 10.
+
+    Returns:
+        (N, C, H, W) images in [0, 1]: ``adv - images`` is a near-minimal perturbation (its size says how robust).
+    Reference: Moosavi-Dezfooli et al., "DeepFool: a simple and accurate method to fool deep neural networks", CVPR 2016.
+    Example:
+        >>> adv = deepfool(model, images, model(images).argmax(1))
+    """
+    labels = _checked(model, images, labels)
+    steps, overshoot = check_int(steps, "steps", minimum=0), check_float(overshoot, "overshoot", minimum=0.0)
+    if classes is not None:
+        classes = check_int(classes, "classes", minimum=2)
+    adv = images.detach().clone()
+    with evaluating(model):
+        with torch.no_grad():
+            logits = model(adv)
+        gather(logits, labels, name="labels")
+        candidates = _candidates(logits, labels, classes)
+        k = candidates.shape[1]  # one backward pass per candidate class and step, all gradients held at once
+        check_memory(k * images.numel() * images.element_size(), f"deepfool with {k} candidate classes",
+                     "use fewer classes (classes=10) or fewer images per call")
+        check_cost(model, images, steps * len(images) * k, f"deepfool with steps={steps}, {k} classes",
+                   backward=True, hint="fewer steps or classes")
+        check_steps(steps, f"deepfool with steps={steps}", "fewer steps")
+        active = torch.ones(len(images), dtype=torch.bool, device=images.device)
+        for _ in range(steps):
+            if not active.any():
+                break
+            index = active.nonzero()[:, 0]
+            correct, moved = _deepfool_step(model, adv[index], candidates[index], overshoot)
+            adv[index[correct]] = moved[correct]
+            active[index[~correct]] = False
+    return adv

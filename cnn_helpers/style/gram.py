@@ -1,0 +1,198 @@
+"""Texture synthesis and style transfer with Gram matrices (Gatys et al.), on any CNN.
+
+Used by notebook 05 (texture synthesis and style transfer). The optimizations that use these pieces are in
+:mod:`.synthesis`, the quality measures in :mod:`.evaluation`.
+
+A texture is described by statistics of a CNN's feature maps that do not depend on *where* a feature
+occurs: the **Gram matrix** ``G = F Fᵀ / (H W)`` of each tapped layer (which channels fire together).
+Texture synthesis optimizes an image from noise until its statistics match an exemplar's; style transfer
+also keeps a content image's feature maps at a deeper layer.
+
+Three changes make the recipe work on EfficientNet-Lite0 (whose ReLU6 features have large positive means,
+so the plain Gram matrix is mostly ``μ μᵀ``): **centred** Gram matrices plus a separate term for the
+channel means (``centred=True``), each layer's distance relative to its target's size; the image is
+fed to the network **upsampled 2×** (``upsample=2``), because the stem's stride 2 leaves pixel-level
+detail unconstrained (checkerboards); and the pixels themselves count as a layer (``pixels=True``: mean
+colour and colour covariance), because the stem sees colour only weakly. ``centred=False, upsample=1,
+pixels=False`` is the classic recipe.
+
+Reference: Gatys, Ecker & Bethge, "Texture Synthesis Using CNNs" (NeurIPS 2015) and "Image Style
+Transfer Using CNNs" (CVPR 2016).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cnn_helpers.core.checks import check_bool, check_finite, check_images, check_int, check_layers, check_model
+from cnn_helpers.core.hooks import record
+from cnn_helpers.core.ops import relative_error, resize_to
+from cnn_helpers.core.state import evaluating
+
+__all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_loss", "content_loss", "Stats",
+           "PIXELS"]
+
+PIXELS = "pixels"  # the key of the image itself when it counts as a style "layer" (mean colour, colour covariance)
+Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (Gram matrix (N, C, C), channel means (N, C))
+
+
+def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tensor:
+    """Gram matrix of feature maps: which channels are active together, wherever they are.
+
+    Args:
+        features: (N, C, H, W) feature maps.
+        centred: Subtract each channel's mean over positions first (a covariance matrix). Default: False.
+
+    Returns:
+        (N, C, C): ``G[n, i, j] = Σ_p F[n, i, p] F[n, j, p] / (H W)``.
+
+    Reference: Gatys et al., NeurIPS 2015, eq. 2 (without the 1/(H W), which makes sizes comparable).
+    Example:
+        >>> gram_matrix(torch.ones(1, 2, 3, 3))   # [[[1., 1.], [1., 1.]]]
+    """
+    return _gram(check_finite(features, "features"), check_bool(centred, "centred"))
+
+
+def _gram(features: torch.Tensor, centred: bool) -> torch.Tensor:
+    """:func:`gram_matrix` without the checks (inside the optimization loop: no synchronizing ``isfinite``)."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    if centred:
+        flat = flat - flat.mean(dim=2, keepdim=True)
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def tap_layers(model: nn.Module, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The first output of each named submodule, (N, C, H, W) each, attached to the autograd graph; the forward pass
+    stops once all are seen. No argument checks: the building block of the style loops in this sub-package."""
+    with record(model, layers, stop=True) as rec:
+        rec(images)
+        maps = rec.outputs()
+    for name, f in maps.items():
+        if f.ndim != 4:
+            raise ValueError(f"layer {name!r} must output (N, C, H, W) feature maps during the forward pass, "
+                             f"got {tuple(f.shape)}")
+    return maps
+
+
+def upsample_by(images: torch.Tensor, upsample: int) -> torch.Tensor:
+    """The images enlarged ``upsample`` times (bilinear); the same tensor when ``upsample`` is 1."""
+    if upsample == 1:
+        return images
+    return resize_to(images, (images.shape[-2] * upsample, images.shape[-1] * upsample), antialias=False)
+
+
+def feature_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple[str, ...], *,
+                 upsample: int = 1) -> dict[str, torch.Tensor]:
+    """Feature maps of the named layers, ``{name: (N, C, h, w)}``, in eval mode; gradients flow back to ``images``.
+
+    A building block of an optimization loop: the maps stay attached to the autograd graph (outside
+    ``torch.no_grad()``), so a loss computed from them can be differentiated.
+
+    Args:
+        model: Takes (N, 3, H, W) images in [0, 1]. Run in eval mode (no dropout, batch-norm statistics
+            fixed: the maps of a style do not depend on chance); every module's mode is restored afterwards.
+        images: (N, 3, H, W) in [0, 1], in the model's dtype and on its device.
+        layers: Submodule names (``pre.info.style_layers``). A module called twice gives its first output.
+        upsample: Feed the images enlarged by this factor (bilinear). Default: 1.
+
+    Example:
+        >>> maps = feature_maps(pre.model, image, pre.info.style_layers)
+    """
+    return style_maps(model, images, layers, upsample=upsample, pixels=False)
+
+
+def _statistics(maps: dict[str, torch.Tensor], centred: bool) -> Stats:
+    return {name: (_gram(f, centred), f.mean(dim=(2, 3))) for name, f in maps.items()}
+
+
+def style_loss(features: dict[str, torch.Tensor], targets: Stats, *, centred: bool = True) -> torch.Tensor:
+    """Distance of feature statistics to the style's, averaged over layers: (N,).
+
+    Args:
+        features: ``{layer: (N, C, H, W)}`` of the image being optimized.
+        targets: ``{layer: (Gram (1, C, C), means (1, C))}`` from :func:`style_targets` (same ``centred``).
+        centred: Centred Gram matrices plus a term for the channel means; False: plain Gram matrices only.
+
+    Returns:
+        (N,): mean over layers of ``||G - G_s||² / ||G_s||²`` (+ the same for the means when centred).
+    """
+    centred = check_bool(centred, "centred")
+    _check_maps(features, targets, "features")
+    total = 0.0
+    for name, (gram, mean) in targets.items():
+        f = features[name]
+        term = relative_error(_gram(f, centred), gram)
+        if centred:
+            term = term + relative_error(f.mean(dim=(2, 3)), mean)
+        total = total + term
+    return total / len(targets)
+
+
+def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N,): mean over layers of ``||F - F_c||² / ||F_c||²`` (feature maps of the same size)."""
+    _check_maps(features, targets, "features")
+    return sum(relative_error(features[name], target) for name, target in targets.items()) / len(targets)
+
+
+def _check_maps(features: object, targets: object, name: str) -> None:
+    """TypeError/ValueError unless ``features`` is a dict of tensors holding every layer of ``targets`` (no sync)."""
+    if not isinstance(targets, dict) or not targets:
+        raise TypeError(f"targets must be a non-empty dict layer -> target statistics, got {type(targets).__name__}")
+    if not isinstance(features, dict) or not all(isinstance(v, torch.Tensor) for v in features.values()):
+        raise TypeError(f"{name} must be a dict layer -> (N, C, H, W) tensor, got {type(features).__name__}")
+    missing = [k for k in targets if k not in features]
+    if missing:
+        raise ValueError(f"{name} lack the layers {missing} of the targets (have {list(features)})")
+
+
+def check_map_sizes(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) -> None:
+    """ValueError naming ``name`` and the size it needs when a layer's map is smaller than 2 x 2 (no statistics)."""
+    for layer, f in maps.items():
+        if min(f.shape[-2:]) < 2:
+            need = math.ceil(2 * min(images.shape[-2:]) / min(f.shape[-2:]))
+            raise ValueError(f"{name} of {images.shape[-2]}x{images.shape[-1]} px is too small for layer {layer!r} "
+                             f"(its feature map is {f.shape[-2]}x{f.shape[-1]}); use at least {need} px")
+
+
+def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple[str, ...], *, upsample: int = 1,
+               pixels: bool = False) -> dict[str, torch.Tensor]:
+    """:func:`feature_maps`, plus the images themselves as ``PIXELS`` when ``pixels`` (attached to the graph)."""
+    check_model(model)
+    check_images(images, model=model)
+    layers = check_layers(model, layers)
+    upsample = check_int(upsample, "upsample", maximum=4)
+    check_bool(pixels, "pixels")
+    with evaluating(model):
+        return unchecked_style_maps(model, images, layers, upsample, pixels)
+
+
+def unchecked_style_maps(model: nn.Module, images: torch.Tensor, layers: list[str], upsample: int,
+                         pixels: bool) -> dict[str, torch.Tensor]:
+    """:func:`style_maps` without the checks and the mode switch (inside the optimization loop)."""
+    maps = tap_layers(model, upsample_by(images, upsample), layers)
+    return {PIXELS: images, **maps} if pixels else maps
+
+
+def style_targets(model: nn.Module, style: torch.Tensor, style_layers: list[str] | tuple[str, ...], *,
+                  centred: bool = True, upsample: int = 2, pixels: bool = False) -> Stats:
+    """The style image's statistics ``{layer: (Gram (1, C, C), channel means (1, C))}`` (no gradients).
+
+    With ``pixels``, the image itself is a layer too (key ``PIXELS``): its mean colour and colour covariance.
+    The model runs in eval mode (every module's mode restored afterwards).
+    """
+    check_model(model)
+    check_images(style, name="style", model=model)
+    style_layers = check_layers(model, style_layers, "style_layers")
+    upsample = check_int(upsample, "upsample", maximum=4)
+    centred, pixels = check_bool(centred, "centred"), check_bool(pixels, "pixels")
+    style = style.detach().contiguous()  # channels-last memory gives the same statistics
+    with evaluating(model), torch.no_grad():
+        maps = tap_layers(model, upsample_by(style, upsample), style_layers)
+        check_map_sizes(maps, style, "style")
+        if pixels:
+            maps = {PIXELS: style, **maps}
+        return {k: (g.detach(), m.detach()) for k, (g, m) in _statistics(maps, centred).items()}

@@ -1,0 +1,147 @@
+"""Gram matrices, feature taps and the style/content losses (cnn_helpers.style)."""
+
+import pytest
+import torch
+from helpers import assert_unchanged, hooks, mixed_mode, snapshot
+from torch import nn
+
+from cnn_helpers import style
+from cnn_helpers.pretrained.models import ImageClassifier, Normalize
+
+LAYERS = ["net.1", "net.3"]
+
+
+def tiny_model(generator: torch.Generator) -> nn.Module:
+    """conv-relu-conv-relu-pool-linear with batch norm, taking [0, 1] images; layer names like load_pretrained's."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.BatchNorm2d(6), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+    return ImageClassifier(net, Normalize((0.5,) * 3, (0.25,) * 3)).eval()
+
+
+def test_gram_matrix_by_hand():
+    tiny = torch.tensor([[[[1., 0.], [2., 1.]], [[0., 1.], [1., 0.]]]])
+    assert torch.allclose(style.gram_matrix(tiny), torch.tensor([[[1.5, 0.5], [0.5, 0.5]]]))
+    assert torch.allclose(style.gram_matrix(tiny, centred=True), torch.tensor([[[0.5, 0.0], [0.0, 0.25]]]))
+
+
+def test_gram_matrix_is_covariance_plus_means_and_ignores_positions(generator):
+    features = torch.rand(3, 5, 4, 6, generator=generator, dtype=torch.float64)
+    gram, centred = style.gram_matrix(features), style.gram_matrix(features, centred=True)
+    mean = features.mean(dim=(2, 3))
+    assert torch.allclose(gram, centred + mean[:, :, None] * mean[:, None, :])
+    flat = features.flatten(2)
+    reference = torch.stack([torch.cov(f, correction=0) for f in flat])  # numpy-style covariance as the oracle
+    assert torch.allclose(centred, reference)
+    shuffled = flat[..., torch.randperm(24, generator=generator)].reshape(features.shape)
+    assert torch.allclose(style.gram_matrix(shuffled), gram) and torch.allclose(style.gram_matrix(shuffled, centred=True), centred)
+    assert torch.allclose(style.gram_matrix(features[1:2]), gram[1:2])  # images of a batch are independent
+
+
+@pytest.mark.parametrize("bad", [torch.ones(2, 3, 4), torch.ones(1, 2, 3, 3, dtype=torch.long), "features"])
+def test_gram_matrix_rejects_non_feature_maps(bad):
+    with pytest.raises((TypeError, ValueError), match="features must be a (float|non-empty) tensor"):
+        style.gram_matrix(bad)
+
+
+def test_feature_maps_shapes_upsampling_and_early_stop(generator):
+    model = tiny_model(generator)
+    x = torch.rand(2, 3, 8, 8, generator=generator)
+    maps = style.feature_maps(model, x, LAYERS)
+    assert [tuple(m.shape) for m in maps.values()] == [(2, 4, 8, 8), (2, 6, 4, 4)]
+    assert tuple(style.feature_maps(model, x, LAYERS, upsample=2)["net.3"].shape) == (2, 6, 8, 8)
+    calls = []
+    handle = model.net[7].register_forward_hook(lambda *_: calls.append(1))
+    style.feature_maps(model, x, ["net.1"])
+    handle.remove()
+    assert calls == [], "layers after the last tap are not computed"
+
+
+def test_feature_maps_let_gradients_through_and_leave_the_model_alone(generator):
+    model = mixed_mode(tiny_model(generator))
+    x = torch.rand(1, 3, 8, 8, generator=generator, requires_grad=True)
+    before = snapshot(model)
+    maps = style.feature_maps(model, x, LAYERS)
+    (grad,) = torch.autograd.grad(maps["net.3"].sum(), x)
+    assert grad.abs().sum() > 0
+    assert_unchanged(before, snapshot(model))
+
+
+def test_unknown_layer_and_bad_images_are_refused(generator):
+    model = tiny_model(generator)
+    x = torch.rand(1, 3, 8, 8, generator=generator)
+    with pytest.raises(ValueError, match="'net.9' is not a submodule.*Valid names"):
+        style.feature_maps(model, x, ["net.9"])
+    with pytest.raises(ValueError, match=r"must output \(N, C, H, W\) feature maps"):
+        style.feature_maps(model, x, ["net.7"])  # the linear layer
+    with pytest.raises(ValueError, match="3 channels"):
+        style.feature_maps(model, x[:, :1], LAYERS)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        style.feature_maps(model, x * 2 + 1, LAYERS)
+    assert hooks(model) == 0
+
+
+def test_losses_are_zero_at_their_targets_and_positive_elsewhere(generator):
+    model = tiny_model(generator)
+    style_image, other = torch.rand(2, 1, 3, 8, 8, generator=generator)
+    for centred in (True, False):
+        targets = style.style_targets(model, style_image, LAYERS, centred=centred, upsample=1)
+        assert [tuple(g.shape) for g, _ in targets.values()] == [(1, 4, 4), (1, 6, 6)]
+        maps = style.feature_maps(model, torch.cat([style_image, other]), LAYERS)
+        loss = style.style_loss(maps, targets, centred=centred)
+        assert loss.shape == (2,) and loss[0].abs() < 1e-10 and loss[1] > 1e-3
+    content = style.content_loss(maps, {name: maps[name][:1] for name in LAYERS})
+    assert content[0] == 0 and content[1] > 0
+
+
+def test_style_loss_by_hand():
+    features = {"a": torch.tensor([[[[2., 0.]], [[0., 2.]]]])}  # two channels, two positions
+    targets = {"a": (torch.eye(2)[None], torch.tensor([[1., 1.]]))}
+    # centred Gram [[1, -1], [-1, 1]] vs identity: (0 + 1 + 1 + 0) / 2 = 1; means equal: 0
+    assert torch.allclose(style.style_loss(features, targets), torch.tensor([1.0]))
+    # plain Gram [[2, 0], [0, 2]] vs identity: (1 + 1) / 2 = 1
+    assert torch.allclose(style.style_loss(features, targets, centred=False), torch.tensor([1.0]))
+
+
+def test_style_targets_refuse_an_image_too_small_for_the_layers(generator):
+    model = tiny_model(generator)
+    with pytest.raises(ValueError, match=r"style of 2x2 px is too small for layer 'net.3' \(its feature map is 1x1\)"):
+        style.style_targets(model, torch.rand(1, 3, 2, 2, generator=generator), LAYERS, upsample=1)
+
+
+def test_pixels_are_a_layer_of_colour_statistics(generator):
+    model = tiny_model(generator)
+    image = torch.rand(1, 3, 8, 8, generator=generator)
+    targets = style.style_targets(model, image, LAYERS, upsample=1, pixels=True)
+    assert list(targets) == [style.PIXELS, *LAYERS]
+    gram, mean = targets[style.PIXELS]
+    assert torch.allclose(gram[0], torch.cov(image.flatten(2)[0], correction=0), atol=1e-6)
+    assert torch.allclose(mean, image.mean(dim=(2, 3)))
+    maps = style.style_maps(model, image, LAYERS, upsample=1, pixels=True)
+    assert maps[style.PIXELS] is image and style.style_loss(maps, targets).abs().item() < 1e-10
+
+
+def test_maps_and_style_statistics_do_not_depend_on_the_models_mode(generator):
+    """A model left in training mode (dropout on) gives the eval-mode maps, and gets its modes back."""
+    model = tiny_model(generator)
+    model.net.insert(2, nn.Dropout(0.5))  # after the first ReLU: net.1 stays the first tap
+    x = torch.rand(1, 3, 8, 8, generator=generator)
+    expected = style.style_targets(model, x, ["net.1", "net.4"])
+    model.train()
+    before = snapshot(model)
+    for _ in range(3):
+        again = style.style_targets(model, x, ["net.1", "net.4"])
+        assert all(torch.equal(again[k][0], expected[k][0]) for k in expected)
+    maps = style.feature_maps(model, x, ["net.4"])
+    assert maps["net.4"].requires_grad  # a building block of the optimization: attached to the graph
+    assert_unchanged(before, snapshot(model))
+
+
+def test_gram_matrix_refuses_values_that_would_give_nan():
+    for bad in (torch.full((1, 2, 3, 3), float("nan")), torch.full((1, 2, 3, 3), float("inf")), torch.ones(0, 2, 3, 3)):
+        with pytest.raises(ValueError, match="features"):
+            style.gram_matrix(bad)
+    with pytest.raises(TypeError, match="centred"):
+        style.gram_matrix(torch.ones(1, 2, 3, 3), centred=1)
