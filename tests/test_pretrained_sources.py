@@ -17,11 +17,9 @@ def offline(monkeypatch, tmp_path):
     import huggingface_hub.constants as hf
 
     monkeypatch.setenv("CNN_OFFLINE", "1")
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # never torch.hub.set_dir: it cannot be undone
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    yield tmp_path
-    torch.hub.set_dir(old)
+    return tmp_path
 
 
 def normalized(x, mean, std):

@@ -23,21 +23,18 @@ from cnn_helpers.pretrained.models import TORCHVISION_WEIGHTS, hub_file  # noqa:
 
 def write_standins(torch_home: Path, names: list[str], *, seed: int = 0) -> list[Path]:
     """Save a seeded random state_dict for each name where torch's hub cache under ``torch_home`` looks."""
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(Path(torch_home) / "hub"))
-    try:
-        paths = []
-        for name in names:
-            if name not in TORCHVISION_WEIGHTS:
-                raise ValueError(f"name must be one of {', '.join(TORCHVISION_WEIGHTS)}; got {name!r}")
-            torch.manual_seed(seed)
-            path = hub_file(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(torchvision.models.get_model(name, weights=None).state_dict(), path)
-            paths.append(path)
-        return paths
-    finally:
-        torch.hub.set_dir(old)
+    # The hub directory is passed, never set: torch.hub.set_dir cannot be undone and would pin every later
+    # get_dir() in this process, whatever TORCH_HOME says.
+    paths = []
+    for name in names:
+        if name not in TORCHVISION_WEIGHTS:
+            raise ValueError(f"name must be one of {', '.join(TORCHVISION_WEIGHTS)}; got {name!r}")
+        torch.manual_seed(seed)
+        path = hub_file(name, Path(torch_home) / "hub")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torchvision.models.get_model(name, weights=None).state_dict(), path)
+        paths.append(path)
+    return paths
 
 
 if __name__ == "__main__":

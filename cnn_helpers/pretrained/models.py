@@ -97,10 +97,10 @@ def imagenet_categories() -> list[str]:
     return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def hub_file(name: str) -> Path:
-    """Where the torch hub cache keeps (or would keep) the torchvision weights of ``name``."""
+def hub_file(name: str, hub_dir: str | Path | None = None) -> Path:
+    """Where the torch hub cache (``hub_dir``, default ``torch.hub.get_dir()``) keeps or would keep ``name``'s weights."""
     weights = torchvision.models.get_weight(TORCHVISION_WEIGHTS[name])
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    return Path(hub_dir or torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
 def weights_path(name: str) -> Path | None:
