@@ -1,0 +1,274 @@
+"""Grading workers: one process per core that has imported torch and the course once, and forks a sandboxed job
+per exercise of a submission (milliseconds instead of seconds of imports per submission).
+
+    grader ──socket──> worker (imports done, no submission data) ──fork──> A (new namespaces) ──fork──> job (PID 1)
+
+The worker never reads a submission: the grader passes it two pipe ends (the job's spec to read, the results to
+write) and the worker only forks. So a job's memory holds the imported modules and its own submission, nothing of
+the students graded before it. The grader reads the job's messages itself, times every cell and kills a job that
+runs over (the job dies with its parent ``A``, and every process it started with the job, PID 1 of its namespace).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parents[1]
+BOOT = f"import sys; sys.path.insert(0, {str(TOOLS)!r}); from grading.worker import main; main()"
+EXIT_SANDBOX, EXIT_CRASH = 122, 123
+
+
+# ---------------------------------------------------------------------------------------------- in the worker
+
+
+def _job(config: dict, isolation: str, job_fd: int, result_fd: int) -> None:
+    """The job process: sandbox, limits, then the harness. Never returns."""
+    from grading import harness, sandbox
+
+    try:
+        sandbox.die_with_parent()
+        if isolation == "none":
+            os.chdir(tempfile.mkdtemp(prefix="job-", dir=config["scratch"]))
+        else:
+            sandbox.build_root(config["root"], sandbox.readable_paths(config["readable"]), tmp_mb=config["tmp_mb"])
+            os.chdir("/tmp")
+        sandbox.limit(memory_bytes=int(config["memory_gb"] * 2**30), file_mb=config["file_mb"],
+                      processes=256 if isolation == "namespaces (root)" else None, cpu_seconds=config["cpu_seconds"])
+        sandbox.drop_privileges(isolation)
+        home = os.getcwd()
+        os.environ.update(HOME=home, TMPDIR=home, MPLCONFIGDIR=f"{home}/.matplotlib", TORCH_HOME=f"{home}/.torch",
+                          HF_HOME=f"{home}/.hf", XDG_CACHE_HOME=f"{home}/.cache")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        keep = sorted({job_fd, result_fd, 0, 1, 2})
+        for low, high in zip(keep, keep[1:] + [65536]):
+            os.closerange(low + 1, high)
+        chunks = []
+        while chunk := os.read(job_fd, 1 << 16):
+            chunks.append(chunk)
+        os.close(job_fd)
+        spec = json.loads(b"".join(chunks))
+        if spec.get("probe"):
+            os._exit(0 if not os.path.exists(spec["probe"]) else 1)
+        harness.run(spec, result_fd)
+        os._exit(0)
+    except sandbox.SandboxError as err:
+        _report(result_fd, f"the sandbox could not be set up: {err}")
+        os._exit(EXIT_SANDBOX)
+    except BaseException as err:  # noqa: BLE001 - the job reports and ends, whatever happened
+        _report(result_fd, f"grading failed: {type(err).__name__}: {err}")
+        os._exit(EXIT_CRASH)
+
+
+def _report(fd: int, message: str) -> None:
+    try:
+        os.write(fd, (json.dumps({"event": "crash", "message": message}) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _fork_job(config: dict, isolation: str, job_fd: int, result_fd: int) -> int:
+    """Fork ``A`` (it enters the namespaces, forks the job and waits for it); returns A's PID."""
+    from grading import sandbox
+
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        sandbox.die_with_parent()
+        if isolation != "none":
+            sandbox.enter_namespaces(isolation)
+        inner = os.fork()
+        if inner == 0:
+            _job(config, isolation, job_fd, result_fd)
+        os.close(job_fd)
+        os.close(result_fd)
+        _, status = os.waitpid(inner, 0)
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(code if code >= 0 else 128 - code)
+    except BaseException as err:  # noqa: BLE001
+        _report(result_fd, f"the sandbox could not be set up: {type(err).__name__}: {err}")
+        os._exit(EXIT_SANDBOX)
+
+
+def _probe(config: dict, isolation: str) -> bool:
+    """Whether a job can be started with this isolation (and then cannot see the grader's files)."""
+    job_r, job_w = os.pipe()
+    res_r, res_w = os.pipe()
+    os.write(job_w, json.dumps({"probe": config["secret_path"]}).encode())
+    os.close(job_w)  # before the fork: the job reads to the end of the pipe
+    pid = _fork_job(config, isolation, job_r, res_w)
+    os.close(job_r)
+    os.close(res_w)
+    _, status = os.waitpid(pid, 0)
+    os.close(res_r)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def main() -> None:
+    """The worker: import what the course's code needs, find the isolation, then fork one job per request."""
+    from grading import sandbox
+
+    config = json.loads(sys.argv[1])
+    sock = socket.socket(fileno=int(sys.argv[2]))
+    sandbox.die_with_parent()
+    started = time.perf_counter()
+    failed = []
+    for name in config["preload"]:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - the job will report the same error where it matters
+            failed.append(f"{name}: {err}")
+    import torch
+
+    torch.set_num_threads(1)
+    isolation = "none"
+    if config["isolation"] != "none" and sandbox.supported():
+        for candidate in ("namespaces (root)", "namespaces (user)"):
+            if (candidate.endswith("(root)") and os.geteuid() != 0) or not _probe(config, candidate):
+                continue
+            isolation = candidate
+            break
+    sock.send(json.dumps({"op": "ready", "isolation": isolation, "import_seconds": time.perf_counter() - started,
+                          "import_failures": failed}).encode())
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, 4096, 2)
+        if not message or json.loads(message)["op"] == "stop":
+            break
+        pid = _fork_job(config, isolation, *fds)
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"op": "started", "pid": pid}).encode())
+        _, status = os.waitpid(pid, 0)
+        sock.send(json.dumps({"op": "exited", "code": os.waitstatus_to_exitcode(status)}).encode())
+
+
+# ---------------------------------------------------------------------------------------------- in the grader
+
+
+@dataclass
+class JobResult:
+    """What one job sent and how it ended."""
+
+    result: dict | None = None  # the harness's verdict, if it got that far
+    timed_out: str = ""  # label of the unit that ran over
+    crash: str = ""  # the job's own report of a failure outside the student's code
+    exit_code: int = 0
+    last_unit: str = ""
+    seconds: float = 0.0
+    units: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """One grading worker process and its socket. Start it from a thread that lives as long as the grading does: the
+    worker dies with that thread (its parent-death signal), so that an interrupted grader leaves nothing behind."""
+
+    def __init__(self, config: dict, env: dict[str, str]) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.process = subprocess.Popen([sys.executable, "-c", BOOT, json.dumps(config), str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL)
+        theirs.close()
+        self.isolation, self.import_seconds, self.import_failures = "not started", 0.0, []
+
+    def wait_ready(self, timeout: float = 600) -> None:
+        """Wait until the worker has imported the course and found its isolation."""
+        ready = self._receive(timeout=timeout)
+        self.isolation = ready["isolation"]
+        self.import_seconds = ready["import_seconds"]
+        self.import_failures = ready["import_failures"]
+
+    def _receive(self, timeout: float | None = None) -> dict:
+        if timeout is not None and not select.select([self.sock], [], [], timeout)[0]:
+            raise TimeoutError("the grading worker does not answer")
+        data = self.sock.recv(4096)
+        if not data:
+            raise RuntimeError(f"the grading worker stopped (exit code {self.process.poll()})")
+        return json.loads(data)
+
+    def run(self, spec: dict, *, unit_timeout: float, job_timeout: float) -> JobResult:
+        """Run one job; kill it when a unit takes longer than ``unit_timeout`` or all of it than ``job_timeout``."""
+        job_r, job_w = os.pipe()
+        res_r, res_w = os.pipe()
+        socket.send_fds(self.sock, [json.dumps({"op": "run"}).encode()], [job_r, res_w])
+        os.close(job_r)
+        os.close(res_w)
+        pid = self._receive(timeout=60)["pid"]
+        writer = threading.Thread(target=_write_all, args=(job_w, json.dumps(spec).encode()), daemon=True)
+        writer.start()
+        out = JobResult()
+        start = unit_start = time.monotonic()
+        buffer = b""
+        with os.fdopen(res_r, "rb", buffering=0) as results:
+            while True:
+                now = time.monotonic()
+                left = min(unit_start + unit_timeout, start + job_timeout) - now
+                if left <= 0:
+                    out.timed_out = out.last_unit or "the start of the job"
+                    _kill(pid)
+                    break
+                if not select.select([results], [], [], min(left, 1.0))[0]:
+                    continue
+                chunk = results.read(1 << 16)
+                if not chunk:
+                    break
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    message = _parse(line)
+                    if message.get("event") == "unit":
+                        out.last_unit = str(message.get("label", ""))[:200]
+                        out.units.append(out.last_unit)
+                        unit_start = time.monotonic()
+                    elif message.get("event") == "result" and out.result is None:
+                        out.result = message
+                    elif message.get("event") == "crash":
+                        out.crash = str(message.get("message", ""))[:500]
+        out.exit_code = self._receive(timeout=60)["code"]
+        out.seconds = time.monotonic() - start
+        writer.join(timeout=5)
+        return out
+
+    def close(self) -> None:
+        try:
+            self.sock.send(json.dumps({"op": "stop"}).encode())
+            self.process.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a worker that does not stop is killed
+            self.process.kill()
+        self.sock.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(data)
+    except OSError:  # the job died before reading its spec: its exit code says why
+        pass
+
+
+def _parse(line: bytes) -> dict:
+    try:
+        message = json.loads(line)
+        return message if isinstance(message, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
