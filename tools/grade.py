@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # tools, the course
 
 from grading import hidden as default_hidden  # noqa: E402
 from grading import report, slicing, submission  # noqa: E402
@@ -259,7 +259,7 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
     seconds = time.perf_counter() - started
     _write(out, ordered, grader, seconds, len(subs))
     if gradebook:
-        _gradebook(course, ordered, grader)
+        _gradebook(course, ordered, grader, {(s.student, s.assignment): s.path for s in subs})
     print(report.summary(ordered, seconds=seconds, submissions=len(subs), workers=workers, isolation=grader.isolation))
     if grader.isolation == "none" and jobs:
         print("WARNING: no sandbox on this system: submissions ran with resource limits and the Python network guard "
@@ -326,14 +326,16 @@ def _write(out: Path, rows: list[report.Row], grader: Grader, seconds: float, su
     (out / "grading.json").write_text(json.dumps(details, indent=1, default=str) + "\n")
 
 
-def _gradebook(course: Path, rows: list[report.Row], grader: Grader) -> None:
-    if not (course / "gradebook.db").exists():
+def _gradebook(course: Path, rows: list[report.Row], grader: Grader, paths: dict) -> None:
+    """The scores into the nbgrader course's gradebook too, when ``make assignments`` made one."""
+    if not (course / "gradebook.db").exists() or not rows:
         return
+    from grading.gradebook import record
+
     try:
-        from grading.gradebook import record
-    except ImportError:
-        return
-    grader.notes += record(course, rows)
+        grader.notes += record(course, rows, paths, grader.courses, grader.tasks, timeout=grader.timeout)
+    except Exception as err:  # noqa: BLE001 - grades.csv is written; the gradebook is a convenience
+        grader.notes.append(f"the gradebook was not updated: {type(err).__name__}: {err}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,3 +124,13 @@ def with_nbgrader_metadata(notebook: nbformat.NotebookNode, tasks: list[Exercise
         else:
             cell.metadata.pop("tags", None)
     return source
+
+
+def tools_on_path() -> None:
+    """Put this Python's scripts folder on PATH: nbgrader's gradebook runs ``alembic`` by name."""
+    import os
+    import sys
+
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")

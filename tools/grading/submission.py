@@ -188,11 +188,17 @@ def _program(cells, analysed, task: Exercise, setup: int, modules: set[str]) -> 
         if units and units[-1].cells == [n]:
             units[-1].source += "\n" + candidates[k][0].source
         else:
-            units.append(slicing.Unit(_label(source, owner), candidates[k][0].source, owner, role, [n]))
+            units.append(slicing.Unit(_label(source, owner, role), candidates[k][0].source, owner, role, [n]))
     return units
 
 
-def _label(source: str, owner: str) -> str:
+def _label(source: str, owner: str, role: str) -> str:
+    """How messages name a unit: "your exercise cell", "the check cell", or a cell by its first line."""
+    if role == "solution":
+        return "your exercise cell"
+    if role == "check":
+        return "the check cell (it calls your function)"
     first = next((line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")), "")
     first = first if len(first) <= 60 else first[:59] + "…"
-    return f"{'your' if owner == 'student' else 'the course'} cell `{first}`"
+    who = "your cell" if owner == "student" else "the course's cell"
+    return f"{who} `{first}`"

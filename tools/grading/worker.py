@@ -33,7 +33,7 @@ EXIT_SANDBOX, EXIT_CRASH = 122, 123
 # ---------------------------------------------------------------------------------------------- in the worker
 
 
-def _job(config: dict, isolation: str, job_fd: int, result_fd: int) -> None:
+def _job(config: dict, isolation: str, job_fd: int, result_fd: int, lifeline: int) -> None:
     """The job process: sandbox, limits, then the harness. Never returns."""
     from grading import harness, sandbox
 
@@ -47,6 +47,9 @@ def _job(config: dict, isolation: str, job_fd: int, result_fd: int) -> None:
         sandbox.limit(memory_bytes=int(config["memory_gb"] * 2**30), file_mb=config["file_mb"],
                       processes=256 if isolation == "namespaces (root)" else None, cpu_seconds=config["cpu_seconds"])
         sandbox.drop_privileges(isolation)
+        sandbox.die_with_parent()  # again: changing the user clears it
+        if select.select([lifeline], [], [], 0)[0]:  # the parent ended before that: the job must not run
+            os._exit(EXIT_SANDBOX)
         home = os.getcwd()
         os.environ.update(HOME=home, TMPDIR=home, MPLCONFIGDIR=f"{home}/.matplotlib", TORCH_HOME=f"{home}/.torch",
                           HF_HOME=f"{home}/.hf", XDG_CACHE_HOME=f"{home}/.cache")
@@ -91,11 +94,20 @@ def _fork_job(config: dict, isolation: str, job_fd: int, result_fd: int) -> int:
         sandbox.die_with_parent()
         if isolation != "none":
             sandbox.enter_namespaces(isolation)
+        lifeline, alive = os.pipe()  # the job sees end-of-file on it once this process is gone
         inner = os.fork()
         if inner == 0:
-            _job(config, isolation, job_fd, result_fd)
+            os.close(alive)
+            _job(config, isolation, job_fd, result_fd, lifeline)
+        os.close(lifeline)
         os.close(job_fd)
         os.close(result_fd)
+
+        def stop(*_) -> None:  # the grader's timeout: the job (PID 1 of its namespace) takes every process with it
+            os.kill(inner, signal.SIGKILL)
+            os._exit(128 + signal.SIGKILL)
+
+        signal.signal(signal.SIGTERM, stop)
         _, status = os.waitpid(inner, 0)
         code = os.waitstatus_to_exitcode(status)
         os._exit(code if code >= 0 else 128 - code)
@@ -218,7 +230,7 @@ class Worker:
                 left = min(unit_start + unit_timeout, start + job_timeout) - now
                 if left <= 0:
                     out.timed_out = out.last_unit or "the start of the job"
-                    _kill(pid)
+                    os.kill(pid, signal.SIGTERM)  # A kills the job, then itself
                     break
                 if not select.select([results], [], [], min(left, 1.0))[0]:
                     continue
@@ -237,7 +249,11 @@ class Worker:
                         out.result = message
                     elif message.get("event") == "crash":
                         out.crash = str(message.get("message", ""))[:500]
-        out.exit_code = self._receive(timeout=60)["code"]
+        try:
+            out.exit_code = self._receive(timeout=10)["code"]
+        except TimeoutError:
+            _kill(pid)
+            out.exit_code = self._receive(timeout=60)["code"]
         out.seconds = time.monotonic() - start
         writer.join(timeout=5)
         return out
