@@ -36,7 +36,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from grading import hidden as default_hidden  # noqa: E402
 from grading import report, slicing, submission  # noqa: E402
-from grading.course import CHECK_MODULES, COURSE, NOTEBOOKS, PACKAGE, ROOT, assignments, exercises  # noqa: E402
+from grading.course import (CHECK_MODULES, COURSE, NOTEBOOKS, PACKAGE, ROOT, assignments, exercises,  # noqa: E402
+                            with_nbgrader_metadata)
 from grading.worker import Worker  # noqa: E402
 
 OUT = ROOT / "build" / "grades"
@@ -70,6 +71,13 @@ def _modules(source: str) -> set[str]:
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}  # submodules among them (others fail quietly)
     return found
+
+
+def _statements(source: str) -> list[slicing.Statement]:
+    try:
+        return slicing.statements(source)
+    except SyntaxError:
+        return []
 
 
 def _load_hidden(path: str | Path | None):
@@ -152,11 +160,29 @@ class Grader:
                     modules |= _modules(unit.source)
         return sorted(modules)
 
-    def start_workers(self, preload: list[str], scratch: Path) -> list[Worker]:
+    def warm_up(self, jobs) -> list[dict]:
+        """Per exercise being graded, the course's own code of its program: built from the course notebook, never
+        from a submission (the worker that runs it is not sandboxed); solution cells contribute their imports only."""
+        programs = []
+        for assignment, name in sorted({(sub.assignment, plan.exercise.name) for sub, plan in jobs}):
+            source = self.courses[assignment]
+            tasks = self.tasks[assignment]
+            plan = next(p for p in submission.plan(source, with_nbgrader_metadata(source, tasks), tasks)
+                        if p.exercise.name == name)
+            units = []
+            for unit in plan.units:
+                if unit.owner == "student":
+                    imports = [s.source for s in _statements(unit.source) if s.source.startswith(("import ", "from "))]
+                    unit = slicing.Unit(unit.label, "\n".join(imports), "course", "context")
+                units.append(unit.to_json())
+            programs.append({"units": units, "exercise": name, "check_modules": self.facts["check_modules"]})
+        return programs
+
+    def start_workers(self, preload: list[str], scratch: Path, warmup: list[dict]) -> list[Worker]:
         root = scratch / "root"
         root.mkdir(parents=True)
         (scratch / "jobs").mkdir()
-        config = {"preload": preload, "isolation": self.isolation_request, "root": str(root),
+        config = {"preload": preload, "warmup": warmup, "isolation": self.isolation_request, "root": str(root),
                   "scratch": str(scratch / "jobs"), "readable": [*self.facts["package_dirs"], self.facts["data_dir"]],
                   "memory_gb": self.memory_gb, "tmp_mb": 256, "file_mb": 64, "cpu_seconds": int(self.timeout * 20 + 60),
                   "secret_path": str(NOTEBOOKS)}
@@ -178,7 +204,7 @@ class Grader:
         job = worker.run(spec, unit_timeout=self.timeout, job_timeout=self.timeout * (runs + 1) + 30)
         task = plan.exercise
         row = report.Row(sub.student, sub.assignment, task.name, 0.0, task.points, "error", seconds=job.seconds,
-                         restored=plan.restored)
+                         restored=plan.restored, units=job.units)
         if job.timed_out:
             row.status, row.message = "timeout", f"{_what(job.timed_out)} ran longer than {self.timeout:g} s"
         elif job.result is not None:
@@ -251,7 +277,7 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
     if jobs:
         scratch = Path(tempfile.mkdtemp(prefix="cnn-grading-"))
         try:
-            pool = grader.start_workers(grader.preload(jobs), scratch)
+            pool = grader.start_workers(grader.preload(jobs), scratch, grader.warm_up(jobs))
             _run_all(grader, pool, jobs, rows)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -322,7 +348,7 @@ def _write(out: Path, rows: list[report.Row], grader: Grader, seconds: float, su
                "workers": grader.workers, "timeout_s": grader.timeout, "memory_gb": grader.memory_gb,
                "notes": grader.notes,
                "rows": [{**dict(zip(report.COLUMNS, r.csv())), "message": r.message, "seconds": round(r.seconds, 3),
-                         "runs": r.runs} for r in rows]}
+                         "runs": r.runs, "units": r.units} for r in rows]}
     (out / "grading.json").write_text(json.dumps(details, indent=1, default=str) + "\n")
 
 

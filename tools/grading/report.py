@@ -31,6 +31,7 @@ class Row:
     runs: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     restored: int = 0
+    units: list = field(default_factory=list)  # [label, seconds since the job started]: where the time went
 
     def csv(self) -> list[str]:
         return [self.student, self.assignment, self.exercise, f"{self.points:g}", f"{self.max_points:g}", self.status]

@@ -1,0 +1,314 @@
+"""Grading (tools/grade.py) on a synthetic class: every exercise notebook, eleven students, every row asserted.
+
+The class: the solution (full points), the blank (not attempted), a wrong answer, one that calls the course's
+reference, one that hard-codes the visible check's answers, one that edits or deletes its check cells, and five
+that attack in their first exercise and solve the rest: an endless loop, ``os._exit``, the network, reading another
+student's file and the solution notebook (and writing to that file), and a 20 GB allocation.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import io
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from grade import grade  # noqa: E402
+from grading import course, report, slicing, submission  # noqa: E402
+from grading.hidden import VARIANTS  # noqa: E402
+
+TIMEOUT = 8  # seconds per cell in the test (the default is 60)
+SECRET = "test-secret"
+
+# What a student who calls the course's own implementation writes (imports, then the function's body).
+REFERENCE = {
+    "topk_probabilities": ("from cnn_helpers.models import topk_probabilities as package", "return package(logits, k)"),
+    "conv_cost": ("from torch import nn\nfrom cnn_helpers.architectures import count_parameters, count_macs",
+                  "with torch.device('meta'):\n        conv = nn.Conv2d(c_in, c_out, k)\n"
+                  "    return count_parameters(conv), count_macs(conv, (c_in, h_out + k - 1, w_out + k - 1))"),
+    "residual_forward": ("", "return block(x)"),
+    "my_occlusion": ("from cnn_helpers import attribution",
+                     "return attribution.occlusion_map(model, images, target, window=window, stride=stride, "
+                     "baseline=0.5, output='probability')"),
+    "my_saliency": ("from cnn_helpers.attribution import saliency_map as mine", "return mine(model, images, target)"),
+    "my_spectrum_to_image": ("from cnn_helpers import featurevis_params", "return featurevis_params.spectrum_to_image(spectrum, size)"),
+    "my_total_variation": ("from cnn_helpers.featurevis_objectives import total_variation", "return total_variation(images)"),
+    "my_gram_matrix": ("from cnn_helpers import style", "return style.gram_matrix(features, centred=centred)"),
+    "my_style_loss": ("from cnn_helpers import style", "return style.style_loss(features, targets, centred=True)"),
+    "my_fgsm": ("from cnn_helpers.adversarial import fgsm", "return fgsm(model, images, labels, eps=eps)"),
+    "my_project": ("from cnn_helpers.adversarial import project", "return project(adv, images, eps=eps, norm=norm)"),
+    "new_head": ("from cnn_helpers.transfer import prepare", "return prepare(model, num_classes, strategy='linear', head=head_name)"),
+    "layer_features": ("from cnn_helpers.transfer import extract_features", "return extract_features(model, images, layer=layer)"),
+}
+
+WRONG = '''
+def _wrong(value):
+    if isinstance(value, torch.Tensor):
+        return value + (1 if not value.is_floating_point() else 0.25)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_wrong(v) for v in value)
+    if isinstance(value, torch.nn.Module):
+        return value.requires_grad_(True)
+    return value + 1
+'''
+
+ATTACKS = {  # first exercise only; the expected status of that exercise
+    "looper": ("timeout", "while True:\n        pass"),
+    "exiter": ("error", "import os\n    os._exit(3)"),
+    "networker": ("failed", "import socket\n    with socket.create_connection(('127.0.0.1', PORT), timeout=3) as s:\n"
+                            "        s.sendall(b'leak')\n    return _solution(*args, **kwargs)"),
+    "reader": ("failed", "found = []\n    for path in (OTHER, SOLUTION):\n        try:\n"
+                         "            found.append(open(path).read(50))\n        except OSError:\n            pass\n"
+                         "    try:\n        open(OTHER, 'a').write('overwritten')\n        found.append('wrote')\n"
+                         "    except OSError:\n        pass\n"
+                         "    if not found:\n        raise PermissionError('nothing to read')\n"
+                         "    return _solution(*args, **kwargs)"),
+    "hog": ("error", "hog = torch.ones(5 * 2**30)\n    return _solution(*args, **kwargs)"),
+}
+STUDENTS = ["solution", "blank", "wrong", "reference", "hardcoded", "editor", *ATTACKS]
+
+
+def _frozen(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_frozen(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def _recorded_answers(notebook: nbformat.NotebookNode, task: course.Exercise) -> str:
+    """The solution's outputs on the visible check's inputs, in call order (what a student could copy by hand)."""
+    import cnn_helpers.exercises as checks
+
+    plan = submission.plan(notebook, course.with_nbgrader_metadata(notebook, [task]), [task])[0]
+    answers, namespace = [], {"__name__": "__main__"}
+    original = checks.check_function
+    try:
+        for unit in plan.units:
+            if unit.role == "check":
+                solution = namespace[task.name]
+
+                def recording(*args, **kwargs):
+                    out = solution(*args, **kwargs)
+                    answers.append(_frozen(out))
+                    return out
+
+                recording.__name__ = task.name
+                namespace[task.name] = recording
+            exec(unit.source, namespace)  # noqa: S102 - the course's own code
+    finally:
+        checks.check_function = original
+    buffer = io.BytesIO()
+    torch.save(answers, buffer)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _fill(source: str, body: str) -> str:
+    """The exercise cell with its solution block replaced by ``body`` (what a student writes into the blank)."""
+    lines, out, inside = source.splitlines(), [], False
+    for line in lines:
+        if course.BEGIN in line:
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [indent + b if b else b for b in body.splitlines()]
+            inside = True
+        elif course.END in line:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _solution_cells(student: str, notebook, tasks, *, paths: dict) -> dict[int, str]:
+    """The solution cells of one student: course cell index -> source."""
+    cells = {}
+    for number, task in enumerate(tasks):
+        source = notebook.cells[task.solution].source
+        if student in ("solution", "editor") or (student in ATTACKS and number > 0):
+            cells[task.solution] = source
+        elif student == "wrong":
+            cells[task.solution] = (f"{source}\n{WRONG}\n_right_{task.name} = {task.name}\n\n"
+                                    f"def {task.name}(*args, **kwargs):\n    return _wrong(_right_{task.name}(*args, **kwargs))\n")
+        elif student == "reference":
+            imports, body = REFERENCE[task.name]
+            cells[task.solution] = "import torch\n" + _fill(source, f"{imports}\n{body.replace(chr(10) + '    ', chr(10))}")
+        elif student == "hardcoded":
+            cells[task.solution] = (f"import base64, io\nimport torch\n_answers = iter(torch.load(io.BytesIO(base64.b64decode("
+                                    f"'{_recorded_answers(notebook, task)}')), weights_only=False))\n"
+                                    + _fill(source, "return next(_answers)"))
+        elif student in ATTACKS:
+            body = ATTACKS[student][1].replace("PORT", str(paths["port"])).replace("OTHER", repr(paths["other"]))
+            body = body.replace("SOLUTION", repr(paths["solution"]))
+            cells[task.solution] = (f"import torch\n{source}\n_solution = {task.name}\n\n"
+                                    f"def {task.name}(*args, **kwargs):\n    {body}\n")
+    return cells
+
+
+def _submission(student: str, notebook, tasks, *, paths: dict) -> nbformat.NotebookNode:
+    nbgrader = course.with_nbgrader_metadata(notebook, tasks)
+    work = copy.deepcopy(nbgrader)
+    for cell in work.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            cell.source = course.strip_solutions(cell.source)
+    for index, source in _solution_cells(student, notebook, tasks, paths=paths).items():
+        work.cells[index].source = source
+    if student == "editor":  # edits the first check cell, deletes the second
+        work.cells[tasks[0].check].source = "print('Correct: all good')"
+        if len(tasks) > 1:
+            work.cells.remove(work.cells[tasks[1].check])
+    return work
+
+
+def expected_status(student: str, number: int) -> str:
+    fixed = {"solution": "passed", "blank": "not attempted", "wrong": "failed", "reference": "uses reference",
+             "hardcoded": "failed", "editor": "tampered"}
+    if student in fixed:
+        return fixed[student]
+    return ATTACKS[student][0] if number == 0 else "passed"
+
+
+class _Listener:
+    """A TCP server on this machine's loopback: a sandboxed job must not reach it."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The synthetic class in nbgrader's layout, graded once with two workers."""
+    base = tmp_path_factory.mktemp("class")
+    listener = _Listener()
+    notebooks = course.assignments()
+    submitted = base / "submitted"
+    other = {}
+    for assignment, path in notebooks.items():
+        other[assignment] = submitted / "solution" / assignment / f"{assignment}.ipynb"
+    for assignment, path in notebooks.items():
+        notebook = nbformat.read(path, as_version=4)
+        tasks = course.exercises(notebook)
+        paths = {"port": listener.port, "other": str(other[assignment]), "solution": str(path)}
+        for student in STUDENTS:
+            folder = submitted / student / assignment
+            folder.mkdir(parents=True)
+            nbformat.write(_submission(student, notebook, tasks, paths=paths), folder / f"{assignment}.ipynb")
+    before = {a: p.read_bytes() for a, p in other.items()}
+    out = base / "grades"
+    rows = grade(submitted, out, course=base / "course", workers=2, timeout=TIMEOUT, secret=SECRET, quiet=True)
+    listener.server.close()
+    return {"rows": rows, "out": out, "listener": listener, "before": before, "other": other, "notebooks": notebooks}
+
+
+def test_the_synthetic_class_grades_exactly_as_expected_row_by_row(graded):
+    expected = []
+    for assignment, path in graded["notebooks"].items():
+        tasks = course.exercises(nbformat.read(path, as_version=4))
+        for student in STUDENTS:
+            for number, task in enumerate(tasks):
+                status = expected_status(student, number)
+                expected.append([student, assignment, task.name, "1" if status == "passed" else "0", "1", status])
+    with open(graded["out"] / "grades.csv", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == list(report.COLUMNS)
+    messages = {(r.student, r.assignment, r.exercise): r.message for r in graded["rows"]}
+    actual = sorted(table[1:])
+    for want, got in zip(sorted(expected), actual):
+        assert got == want, f"{got} != {want}: {messages.get(tuple(got[:3]))}"
+    assert len(actual) == len(expected)
+
+
+def test_attacks_were_contained(graded):
+    assert graded["listener"].connections == 0, "a job reached a server on the grading machine"
+    for assignment, path in graded["other"].items():
+        assert path.read_bytes() == graded["before"][assignment], "a job wrote into another student's submission"
+    rows = {(r.student, r.assignment, r.exercise): r for r in graded["rows"]}
+    first = {a: course.exercises(nbformat.read(p, as_version=4))[0].name for a, p in graded["notebooks"].items()}
+    for assignment, name in first.items():
+        assert "nothing to read" in rows["reader", assignment, name].message
+        assert "Network is unreachable" in rows["networker", assignment, name].message or \
+            "blocked" in rows["networker", assignment, name].message
+        assert "memory" in rows["hog", assignment, name].message
+        assert "exit code 3" in rows["exiter", assignment, name].message
+        assert "uses" not in rows["solution", assignment, name].message
+
+
+def test_a_real_sandbox_ran(graded):
+    details = (graded["out"] / "grading.json").read_text()
+    if sys.platform.startswith("linux"):
+        assert '"isolation": "namespaces' in details, "on Linux grading must run in namespaces"
+
+
+def test_feedback_explains_without_solutions_or_hidden_code(graded):
+    out, notebooks = graded["out"], graded["notebooks"]
+    secrets = [v.inputs.strip().splitlines()[-1].strip() for vs in VARIANTS.values() for v in vs]
+    for assignment, path in notebooks.items():
+        notebook = nbformat.read(path, as_version=4)
+        answers = [line.strip() for cell in notebook.cells if course.BEGIN in cell.source
+                   for line in cell.source.split(course.BEGIN)[1].split(course.END)[0].splitlines()[1:]
+                   if len(line.strip()) > 15]
+        for student in STUDENTS:
+            page = (out / "feedback" / student / f"{assignment}.html").read_text()
+            assert all(a not in page for a in answers), f"{student}/{assignment}: solution text in the feedback"
+            assert all(s not in page for s in secrets if len(s) > 20), f"{student}/{assignment}: hidden code"
+            assert SECRET not in page
+    page = (out / "feedback" / "hardcoded" / "05_style_transfer.html").read_text()
+    assert "passes the check in your notebook, but not a hidden variant" in page
+    assert "still raises NotImplementedError" in (out / "feedback" / "blank" / "03_attribution.html").read_text()
+    assert "course&#x27;s own cnn_helpers.attribution.saliency_map" in (
+        out / "feedback" / "reference" / "03_attribution.html").read_text()
+
+
+def test_every_exercise_program_runs_only_what_it_needs():
+    """Slicing keeps the setup cell and the names an exercise reads, not the notebook's demonstrations."""
+    for assignment, path in course.assignments().items():
+        notebook = nbformat.read(path, as_version=4)
+        tasks = course.exercises(notebook)
+        for plan in submission.plan(notebook, course.with_nbgrader_metadata(notebook, tasks), tasks):
+            text = "\n".join(u.source for u in plan.units)
+            assert "load_pretrained(" not in text and "plt." not in text, (assignment, plan.exercise.name)
+            assert [u.role for u in plan.units][-2:] == ["solution", "check"]
+
+
+def test_slicing_follows_names_and_changes_in_place():
+    cells = ["import torch\nx = torch.zeros(2)\nslow = sum(range(10**6))\nx.add_(1)\ny = 3", "def f():\n    return x + y"]
+    candidates = [(s, False) for s in slicing.statements(cells[0])] + [(s, True) for s in slicing.statements(cells[1])]
+    kept, unresolved = slicing.needed_statements(candidates, {"torch"})
+    assert [candidates[k][0].source for k in kept] == ["import torch", "x = torch.zeros(2)", "x.add_(1)", "y = 3",
+                                                       cells[1]]
+    assert unresolved == set()
+
+
+def test_flat_lms_folder_is_collected_by_name_or_by_content(tmp_path):
+    notebooks = course.assignments()
+    courses = {a: nbformat.read(p, as_version=4) for a, p in notebooks.items()}
+    tagged = course.with_nbgrader_metadata(courses["03_attribution"], course.exercises(courses["03_attribution"]))
+    nbformat.write(tagged, tmp_path / "ada_1234_assignsubmission_file_03_attribution.ipynb")
+    nbformat.write(tagged, tmp_path / "bob_renamed.ipynb")  # no id in the name: found by its exercise ids
+    (tmp_path / "notes.txt").write_text("not a notebook")
+    found, notes = submission.collect(tmp_path, courses)
+    assert [(s.student, s.assignment) for s in found] == [("ada", "03_attribution"), ("bob", "03_attribution")]
+    assert notes == []
