@@ -178,7 +178,7 @@ class Grader:
             programs.append({"units": units, "exercise": name, "check_modules": self.facts["check_modules"]})
         return programs
 
-    def start_workers(self, preload: list[str], scratch: Path, warmup: list[dict]) -> list[Worker]:
+    def start_workers(self, preload: list[str], scratch: Path, warmup: list[dict], jobs: int) -> list[Worker]:
         root = scratch / "root"
         root.mkdir(parents=True)
         (scratch / "jobs").mkdir()
@@ -187,7 +187,7 @@ class Grader:
                   "memory_gb": self.memory_gb, "tmp_mb": 256, "file_mb": 64, "cpu_seconds": int(self.timeout * 20 + 60),
                   "secret_path": str(NOTEBOOKS)}
         env = _worker_env()
-        started = [Worker(config, env) for _ in range(self.workers)]  # in this thread: see Worker
+        started = [Worker(config, env) for _ in range(min(self.workers, jobs))]  # in this thread: see Worker
         try:
             for worker in started:
                 worker.wait_ready()
@@ -277,7 +277,7 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
     if jobs:
         scratch = Path(tempfile.mkdtemp(prefix="cnn-grading-"))
         try:
-            pool = grader.start_workers(grader.preload(jobs), scratch, grader.warm_up(jobs))
+            pool = grader.start_workers(grader.preload(jobs), scratch, grader.warm_up(jobs), len(jobs))
             _run_all(grader, pool, jobs, rows)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -285,7 +285,7 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
     seconds = time.perf_counter() - started
     _write(out, ordered, grader, seconds, len(subs))
     if gradebook:
-        _gradebook(course, ordered, grader, {(s.student, s.assignment): s.path for s in subs})
+        _gradebook(course, ordered, grader, {(s.student, s.assignment): s.path for s in subs}, out / "feedback")
     print(report.summary(ordered, seconds=seconds, submissions=len(subs), workers=workers, isolation=grader.isolation))
     if grader.isolation == "none" and jobs:
         print("WARNING: no sandbox on this system: submissions ran with resource limits and the Python network guard "
@@ -352,14 +352,15 @@ def _write(out: Path, rows: list[report.Row], grader: Grader, seconds: float, su
     (out / "grading.json").write_text(json.dumps(details, indent=1, default=str) + "\n")
 
 
-def _gradebook(course: Path, rows: list[report.Row], grader: Grader, paths: dict) -> None:
+def _gradebook(course: Path, rows: list[report.Row], grader: Grader, paths: dict, feedback: Path) -> None:
     """The scores into the nbgrader course's gradebook too, when ``make assignments`` made one."""
     if not (course / "gradebook.db").exists() or not rows:
         return
     from grading.gradebook import record
 
     try:
-        grader.notes += record(course, rows, paths, grader.courses, grader.tasks, timeout=grader.timeout)
+        grader.notes += record(course, rows, paths, grader.courses, grader.tasks, timeout=grader.timeout,
+                               feedback=feedback)
     except Exception as err:  # noqa: BLE001 - grades.csv is written; the gradebook is a convenience
         grader.notes.append(f"the gradebook was not updated: {type(err).__name__}: {err}")
 

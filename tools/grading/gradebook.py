@@ -3,12 +3,15 @@
 For each graded submission: the student and the submission are created in ``COURSE/gradebook.db`` where missing,
 each check cell's ``auto_score`` is set, and the status with its explanation goes into the solution cell's
 automatic comment. The notebook the formgrader opens, ``COURSE/autograded/<student>/<assignment>/<notebook>.ipynb``,
-is the submission with the original check cells and the verdict as each check cell's output.
+is the submission with the original check cells and the verdict as each check cell's output. Where the
+submission came through nbgrader's exchange (its ``submission_secret.txt`` beside it), the feedback page goes to
+``COURSE/feedback/<student>/<assignment>/`` too, so that ``nbgrader release_feedback`` hands it back.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,7 +49,8 @@ def _autograded(path: Path, source: nbformat.NotebookNode, tasks: list[Exercise]
 
 
 def record(course: Path, rows: list[Row], paths: dict[tuple[str, str], Path],
-           sources: dict[str, nbformat.NotebookNode], tasks: dict[str, list[Exercise]], *, timeout: float) -> list[str]:
+           sources: dict[str, nbformat.NotebookNode], tasks: dict[str, list[Exercise]], *, timeout: float,
+           feedback: Path) -> list[str]:
     """Write ``rows`` into the course's gradebook and autograded folder; returns notes on what was skipped."""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -82,4 +86,12 @@ def record(course: Path, rows: list[Row], paths: dict[tuple[str, str], Path],
             source = copy.deepcopy(sources[assignment])
             nbformat.write(_autograded(paths[student, assignment], source, tasks[assignment], verdicts,
                                        timeout=timeout), target)
+            submitted = paths[student, assignment].parent
+            if (submitted / "submission_secret.txt").exists() and (submitted / "timestamp.txt").exists():
+                back = course / "feedback" / student / assignment
+                back.mkdir(parents=True, exist_ok=True)
+                for name in ("submission_secret.txt", "timestamp.txt"):
+                    shutil.copyfile(submitted / name, back / name)
+                shutil.copyfile(feedback / student / f"{assignment}.html",
+                                back / f"{paths[student, assignment].stem}.html")
     return notes
