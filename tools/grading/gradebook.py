@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def record(course: Path, rows: list[Row], paths: dict[tuple[str, str], Path],
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for row in rows:
         groups[row.student, row.assignment].append(row)
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", _course_id(course)) as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course / 'gradebook.db'}", _course_id(course)) as gb:
+        warnings.simplefilter("ignore")  # nbgrader 0.9.6's add_submission under SQLAlchemy 2.1: harmless SAWarnings
         for (student, assignment), group in sorted(groups.items()):
             try:
                 gb.find_assignment(assignment)
