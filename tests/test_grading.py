@@ -76,6 +76,7 @@ ATTACKS = {  # first exercise only; the expected status of that exercise
     "hog": ("error", "hog = torch.ones(5 * 2**30)\n    return _solution(*args, **kwargs)"),
 }
 STUDENTS = ["solution", "blank", "wrong", "reference", "hardcoded", "editor", *ATTACKS]
+DELETES = {"03_attribution", "05_style_transfer"}  # where the editor deletes its second check cell (else: patches torch)
 
 
 def _frozen(value):
@@ -158,10 +159,13 @@ def _submission(student: str, release: nbformat.NotebookNode, notebook, tasks, *
     work = copy.deepcopy(release)
     for index, source in _solution_cells(student, notebook, tasks, paths=paths).items():
         work.cells[index].source = source
-    if student == "editor":  # edits the first check cell, deletes the second
+    if student == "editor":  # edits the first check cell; deletes the second or fools it by patching torch
         work.cells[tasks[0].check].source = "print('Correct: all good')"
-        if len(tasks) > 1:
+        if len(tasks) > 1 and release.metadata.get("cnn_delete"):
             work.cells.remove(work.cells[tasks[1].check])
+        elif len(tasks) > 1:
+            second = work.cells[tasks[1].solution]
+            second.source = "import torch\ntorch.allclose = lambda *args, **kwargs: True\n" + second.source
     return work
 
 
@@ -208,6 +212,7 @@ def graded(tmp_path_factory, nbgrader_course):
         notebook = nbformat.read(path, as_version=4)
         tasks = course.exercises(notebook)
         release = nbformat.read(nbgrader_course / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+        release.metadata["cnn_delete"] = assignment in DELETES
         paths = {"port": listener.port, "other": str(other[assignment]), "solution": str(path)}
         for student in STUDENTS:
             folder = submitted / student / assignment
@@ -239,7 +244,19 @@ def test_the_synthetic_class_grades_exactly_as_expected_row_by_row(graded):
     assert len(actual) == len(expected)
 
 
+def _job_processes() -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"grading.zygote" in (proc / "cmdline").read_bytes():
+                found.append(proc.name)
+        except OSError:
+            pass
+    return found
+
+
 def test_attacks_were_contained(graded):
+    assert not _job_processes(), "a worker or a job outlived the grading"
     assert graded["listener"].connections == 0, "a job reached a server on the grading machine"
     for assignment, path in graded["other"].items():
         assert path.read_bytes() == graded["before"][assignment], "a job wrote into another student's submission"
@@ -252,6 +269,10 @@ def test_attacks_were_contained(graded):
         assert "memory" in rows["hog", assignment, name].message
         assert "exit code 3" in rows["exiter", assignment, name].message
         assert "uses" not in rows["solution", assignment, name].message
+    for assignment, path in graded["notebooks"].items():
+        tasks = course.exercises(nbformat.read(path, as_version=4))
+        if len(tasks) > 1 and assignment not in DELETES:
+            assert "torch.allclose" in rows["editor", assignment, tasks[1].name].message
 
 
 def test_a_real_sandbox_ran(graded):
@@ -325,3 +346,19 @@ def test_flat_lms_folder_is_collected_by_name_or_by_content(tmp_path):
     found, notes = submission.collect(tmp_path, courses)
     assert [(s.student, s.assignment) for s in found] == [("ada", "03_attribution"), ("bob", "03_attribution")]
     assert notes == []
+
+
+def test_without_a_sandbox_grading_still_works_and_says_so(tmp_path, capsys):
+    """Where the system has no namespaces (macOS, Windows), grading runs with limits only, and says so."""
+    path = course.NOTEBOOKS / "00_getting_started.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    tasks = course.exercises(notebook)
+    tagged = course.with_nbgrader_metadata(notebook, tasks)
+    nbformat.write(tagged, tmp_path / "ada_00_getting_started.ipynb")  # the flat layout of an LMS download
+    blank = copy.deepcopy(tagged)
+    blank.cells[tasks[0].solution].source = course.strip_solutions(blank.cells[tasks[0].solution].source)
+    nbformat.write(blank, tmp_path / "bob_00_getting_started.ipynb")
+    rows = grade(tmp_path, tmp_path / "out", course=tmp_path / "course", workers=1, secret=SECRET, isolation="none")
+    assert [(r.student, r.status) for r in rows] == [("ada", "passed"), ("bob", "not attempted")]
+    printed = capsys.readouterr().out
+    assert "isolation: none" in printed and "WARNING: no sandbox" in printed

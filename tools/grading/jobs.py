@@ -205,7 +205,15 @@ def run_all(grader: Grading, pool: list[Worker], jobs, rows) -> None:
                 sub, plan = pending.get_nowait()
             except queue.Empty:
                 return
-            row = grader.run_job(worker, sub, plan)
+            try:
+                row = grader.run_job(worker, sub, plan)
+            except Exception as err:  # noqa: BLE001 - the worker itself failed: this job is lost, not the run
+                row = report.Row(sub.student, sub.assignment, plan.exercise.name, 0.0, plan.exercise.points, "error",
+                                 f"grading failed ({type(err).__name__}: {err}); grade again")
+                grader.notes.append(f"{sub.student} {sub.assignment} {plan.exercise.name}: {row.message}")
+                if worker.process.poll() is not None:
+                    pending.put((sub, plan))  # another worker may still take it
+                    return
             with lock:
                 rows[sub.student, sub.assignment, plan.exercise.name] = row
                 spent[sub] = spent.get(sub, 0.0) + row.seconds
@@ -225,3 +233,7 @@ def run_all(grader: Grading, pool: list[Worker], jobs, rows) -> None:
     finally:
         for w in pool:
             w.close()
+    for sub, plan in jobs:  # left over when every worker stopped
+        key = (sub.student, sub.assignment, plan.exercise.name)
+        if key not in rows:
+            rows[key] = report.Row(*key, 0.0, plan.exercise.points, "error", "not graded: the grading workers stopped")
