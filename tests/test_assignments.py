@@ -33,7 +33,8 @@ def test_the_course_has_nbgrader_metadata_and_a_release_made_by_nbgrader(nbgrade
             assert check.metadata.nbgrader.checksum == compute_checksum(check)
             assert course.CHECK_TAG in check.metadata.tags
             blank = release.cells[task.solution].source
-            assert course.normalized(blank) == course.normalized(course.strip_solutions(original.cells[task.solution].source))
+            handed_out = course.strip_solutions(original.cells[task.solution].source)
+            assert course.normalized(blank) == course.normalized(handed_out)
             assert course.BEGIN not in blank and "NotImplementedError" in blank
 
 
@@ -67,8 +68,9 @@ def test_a_solution_that_grading_could_not_run_is_refused(tmp_path):
     from assignments import source_notebook
 
     cells = [nbformat.v4.new_code_cell("import torch"),
-             nbformat.v4.new_code_cell("def twice(x):\n    ### BEGIN SOLUTION\n    return helper(x)\n    ### END SOLUTION"),
-             nbformat.v4.new_code_cell("from cnn_helpers.exercises import check_function\n"
-                                       "check_function(twice, lambda x: 2 * x, lambda g: (torch.rand(2, generator=g),))")]
+             nbformat.v4.new_code_cell("def twice(x):\n    ### BEGIN SOLUTION\n    return helper(x)\n"
+                                       "    ### END SOLUTION"),
+             nbformat.v4.new_code_cell("from cnn_helpers.exercises import check_function\ncheck_function("
+                                       "twice, lambda x: 2 * x, lambda g: (torch.rand(2, generator=g),))")]
     with pytest.raises(ValueError, match="helper"):
         source_notebook(nbformat.v4.new_notebook(cells=cells))

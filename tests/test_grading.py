@@ -41,14 +41,18 @@ REFERENCE = {
                      "return attribution.occlusion_map(model, images, target, window=window, stride=stride, "
                      "baseline=0.5, output='probability')"),
     "my_saliency": ("from cnn_helpers.attribution import saliency_map as mine", "return mine(model, images, target)"),
-    "my_spectrum_to_image": ("from cnn_helpers import featurevis_params", "return featurevis_params.spectrum_to_image(spectrum, size)"),
-    "my_total_variation": ("from cnn_helpers.featurevis_objectives import total_variation", "return total_variation(images)"),
+    "my_spectrum_to_image": ("from cnn_helpers import featurevis_params",
+                             "return featurevis_params.spectrum_to_image(spectrum, size)"),
+    "my_total_variation": ("from cnn_helpers.featurevis_objectives import total_variation",
+                           "return total_variation(images)"),
     "my_gram_matrix": ("from cnn_helpers import style", "return style.gram_matrix(features, centred=centred)"),
     "my_style_loss": ("from cnn_helpers import style", "return style.style_loss(features, targets, centred=True)"),
     "my_fgsm": ("from cnn_helpers.adversarial import fgsm", "return fgsm(model, images, labels, eps=eps)"),
     "my_project": ("from cnn_helpers.adversarial import project", "return project(adv, images, eps=eps, norm=norm)"),
-    "new_head": ("from cnn_helpers.transfer import prepare", "return prepare(model, num_classes, strategy='linear', head=head_name)"),
-    "layer_features": ("from cnn_helpers.transfer import extract_features", "return extract_features(model, images, layer=layer)"),
+    "new_head": ("from cnn_helpers.transfer import prepare",
+                 "return prepare(model, num_classes, strategy='linear', head=head_name)"),
+    "layer_features": ("from cnn_helpers.transfer import extract_features",
+                       "return extract_features(model, images, layer=layer)"),
 }
 
 WRONG = '''
@@ -76,7 +80,7 @@ ATTACKS = {  # first exercise only; the expected status of that exercise
     "hog": ("error", "hog = torch.ones(5 * 2**30)\n    return _solution(*args, **kwargs)"),
 }
 STUDENTS = ["solution", "blank", "wrong", "reference", "hardcoded", "editor", *ATTACKS]
-DELETES = {"03_attribution", "05_style_transfer"}  # where the editor deletes its second check cell (else: patches torch)
+DELETES = {"03_attribution", "05_style_transfer"}  # where the editor deletes its second check (else patches torch)
 
 
 def _frozen(value):
@@ -137,14 +141,17 @@ def _solution_cells(student: str, notebook, tasks, *, paths: dict) -> dict[int, 
         if student in ("solution", "editor") or (student in ATTACKS and number > 0):
             cells[task.solution] = source
         elif student == "wrong":
-            cells[task.solution] = (f"{source}\n{WRONG}\n_right_{task.name} = {task.name}\n\n"
-                                    f"def {task.name}(*args, **kwargs):\n    return _wrong(_right_{task.name}(*args, **kwargs))\n")
+            right = f"_right_{task.name}"
+            cells[task.solution] = (f"{source}\n{WRONG}\n{right} = {task.name}\n\n"
+                                    f"def {task.name}(*args, **kwargs):\n    return _wrong({right}(*args, **kwargs))\n")
         elif student == "reference":
             imports, body = REFERENCE[task.name]
-            cells[task.solution] = "import torch\n" + _fill(source, f"{imports}\n{body.replace(chr(10) + '    ', chr(10))}")
+            body = body.replace("\n    ", "\n")  # the table's continuation lines, relative to the function body
+            cells[task.solution] = "import torch\n" + _fill(source, f"{imports}\n{body}")
         elif student == "hardcoded":
-            cells[task.solution] = (f"import base64, io\nimport torch\n_answers = iter(torch.load(io.BytesIO(base64.b64decode("
-                                    f"'{_recorded_answers(notebook, task)}')), weights_only=False))\n"
+            answers = _recorded_answers(notebook, task)
+            cells[task.solution] = ("import base64, io\nimport torch\n_answers = iter(torch.load(io.BytesIO("
+                                    f"base64.b64decode('{answers}')), weights_only=False))\n"
                                     + _fill(source, "return next(_answers)"))
         elif student in ATTACKS:
             body = ATTACKS[student][1].replace("PORT", str(paths["port"])).replace("OTHER", repr(paths["other"]))
@@ -328,7 +335,8 @@ def test_every_exercise_program_runs_only_what_it_needs():
 
 
 def test_slicing_follows_names_and_changes_in_place():
-    cells = ["import torch\nx = torch.zeros(2)\nslow = sum(range(10**6))\nx.add_(1)\ny = 3", "def f():\n    return x + y"]
+    cells = ["import torch\nx = torch.zeros(2)\nslow = sum(range(10**6))\nx.add_(1)\ny = 3",
+             "def f():\n    return x + y"]
     candidates = [(s, False) for s in slicing.statements(cells[0])] + [(s, True) for s in slicing.statements(cells[1])]
     kept, unresolved = slicing.needed_statements(candidates, {"torch"})
     assert [candidates[k][0].source for k in kept] == ["import torch", "x = torch.zeros(2)", "x.add_(1)", "y = 3",

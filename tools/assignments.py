@@ -24,12 +24,14 @@ import nbformat
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # tools, the course
 
 from grading import hidden, slicing, submission  # noqa: E402
-from grading.course import COURSE, NOTEBOOKS, assignments, exercises, tools_on_path, with_nbgrader_metadata  # noqa: E402
+from grading.course import (COURSE, NOTEBOOKS, assignments, exercises, tools_on_path,  # noqa: E402
+                            with_nbgrader_metadata)
 
 COURSE_ID = "cnn-course"
-CONFIG = '''# nbgrader configuration of the CNN course (written once by `make assignments`; edit freely). Run nbgrader here.
-# Grade with `make grade SUBMISSIONS=submitted` (sandboxed, fast, hidden variants); `nbgrader autograde` also works
-# but runs every notebook completely, demonstrations included, with no sandbox.
+CONFIG = '''# nbgrader configuration of the CNN course, written once by `make assignments` (edit freely).
+# Run nbgrader in this folder.
+# Grade with `make grade SUBMISSIONS=submitted` (sandboxed, fast, hidden variants); `nbgrader autograde` works
+# too but runs every notebook completely, demonstrations included, with no sandbox.
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{course_id}"
 c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
@@ -84,7 +86,8 @@ def build(notebooks: str | Path = NOTEBOOKS, course: str | Path = COURSE, *, qui
     for name in found:
         result = api.generate_assignment(name, force=True, create=True)
         if not result["success"]:
-            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.get('log')}\n{result.get('error')}")
+            details = f"{result.get('log')}\n{result.get('error')}"
+            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{details}")
         released.append(course / "release" / name / f"{name}.ipynb")
         if not quiet:
             print(f"released {released[-1]}")

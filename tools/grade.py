@@ -87,22 +87,7 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
                      secret=_secret(secret, course), hidden=_load_hidden(hidden), isolation=isolation, quiet=quiet)
     subs, notes = submission.collect(submissions, grader.courses)
     grader.notes += notes
-    rows: dict[tuple[str, str, str], report.Row] = {}
-    jobs = []
-    for sub in subs:
-        tasks = grader.tasks[sub.assignment]
-        try:
-            work = nbformat.read(sub.path, as_version=4)
-            plans = submission.plan(grader.courses[sub.assignment], work, tasks)
-        except Exception as err:  # noqa: BLE001 - an unreadable notebook costs its own points only
-            plans = [submission.Plan(t, "error", f"the notebook could not be read ({type(err).__name__})") for t in tasks]
-        for plan in plans:
-            if plan.status:
-                rows[sub.student, sub.assignment, plan.exercise.name] = report.Row(
-                    sub.student, sub.assignment, plan.exercise.name, 0.0, plan.exercise.points, plan.status,
-                    plan.message, restored=plan.restored)
-            else:
-                jobs.append((sub, plan))
+    rows, jobs = _plans(grader, subs)
     if jobs:
         scratch = Path(tempfile.mkdtemp(prefix="cnn-grading-"))
         try:
@@ -122,6 +107,29 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
     for note in grader.notes:
         print("note:", note)
     return ordered
+
+
+def _plans(grader: Grading, subs: list[submission.Submission]) -> tuple[dict, list]:
+    """Rows decided without running anything (tampered, not attempted, unreadable), and the jobs to run."""
+    rows: dict[tuple[str, str, str], report.Row] = {}
+    jobs = []
+    for sub in subs:
+        tasks = grader.tasks[sub.assignment]
+        try:
+            work = nbformat.read(sub.path, as_version=4)
+            plans = submission.plan(grader.courses[sub.assignment], work, tasks)
+        except Exception as err:  # noqa: BLE001 - an unreadable notebook costs its own points only
+            why = f"the notebook could not be read ({type(err).__name__})"
+            plans = [submission.Plan(t, "error", why) for t in tasks]
+        for plan in plans:
+            task = plan.exercise
+            if plan.status:
+                rows[sub.student, sub.assignment, task.name] = report.Row(
+                    sub.student, sub.assignment, task.name, 0.0, task.points, plan.status, plan.message,
+                    restored=plan.restored)
+            else:
+                jobs.append((sub, plan))
+    return rows, jobs
 
 
 def _ordered(rows, tasks) -> list[report.Row]:

@@ -108,7 +108,8 @@ def with_nbgrader_metadata(notebook: nbformat.NotebookNode, tasks: list[Exercise
     import copy
 
     source = copy.deepcopy(notebook)
-    roles = {e.solution: ("solution", e.name, 0.0) for e in tasks} | {e.check: ("check", e.check_id, e.points) for e in tasks}
+    roles = {e.solution: ("solution", e.name, 0.0) for e in tasks}
+    roles |= {e.check: ("check", e.check_id, e.points) for e in tasks}
     for index, cell in enumerate(source.cells):
         role, grade_id, points = roles.get(index, ("locked", cell_id(index), 0.0))
         meta = {"grade": role == "check", "grade_id": grade_id, "locked": role != "solution",

@@ -49,6 +49,18 @@ def _autograded(path: Path, source: nbformat.NotebookNode, tasks: list[Exercise]
     return work
 
 
+def _hand_back(course: Path, submitted: Path, page: Path) -> None:
+    """The feedback page where ``nbgrader release_feedback`` finds it, for a submission made through the exchange."""
+    folder = submitted.parent
+    if not ((folder / "submission_secret.txt").exists() and (folder / "timestamp.txt").exists()):
+        return
+    back = course / "feedback" / folder.parent.name / folder.name
+    back.mkdir(parents=True, exist_ok=True)
+    for name in ("submission_secret.txt", "timestamp.txt"):
+        shutil.copyfile(folder / name, back / name)
+    shutil.copyfile(page, back / f"{submitted.stem}.html")
+
+
 def record(course: Path, rows: list[Row], paths: dict[tuple[str, str], Path],
            sources: dict[str, nbformat.NotebookNode], tasks: dict[str, list[Exercise]], *, timeout: float,
            feedback: Path) -> list[str]:
@@ -88,12 +100,5 @@ def record(course: Path, rows: list[Row], paths: dict[tuple[str, str], Path],
             source = copy.deepcopy(sources[assignment])
             nbformat.write(_autograded(paths[student, assignment], source, tasks[assignment], verdicts,
                                        timeout=timeout), target)
-            submitted = paths[student, assignment].parent
-            if (submitted / "submission_secret.txt").exists() and (submitted / "timestamp.txt").exists():
-                back = course / "feedback" / student / assignment
-                back.mkdir(parents=True, exist_ok=True)
-                for name in ("submission_secret.txt", "timestamp.txt"):
-                    shutil.copyfile(submitted / name, back / name)
-                shutil.copyfile(feedback / student / f"{assignment}.html",
-                                back / f"{paths[student, assignment].stem}.html")
+            _hand_back(course, paths[student, assignment], feedback / student / f"{assignment}.html")
     return notes

@@ -131,7 +131,9 @@ class Tripwire:
             sys.setprofile(profile)
             threading.setprofile(profile)
             try:
-                return function(*args, **kwargs)
+                result = function(*args, **kwargs)
+                state.returned += 1
+                return result
             except BaseException as err:
                 state.note_error(err)
                 raise

@@ -66,6 +66,7 @@ class State:
         self.ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.calls: list[dict] = []
         self.not_implemented = False
+        self.returned = 0  # calls of the student's function that returned, in the current attempt
         self.memory = ""
         self.check_raised: BaseException | None = None
         self.unit = 0
@@ -86,16 +87,19 @@ class State:
 
     def attempt(self, student, reference, make_inputs, *, hidden: bool = False, **kw) -> dict:
         """One run of the course's own check: passed, or the reason it did not."""
-        self.not_implemented = False
+        self.not_implemented, self.returned = False, 0
         try:
             self.original(student, reference, make_inputs, **kw)
             return {"ok": True}
         except AssertionError as err:  # CheckFailed, or the student's function raised (the message says what)
             return {"ok": False, "message": _short(str(err)), "error": err, "not_implemented": self.not_implemented}
-        except Exception as err:  # the inputs or the reference failed: a broken variant is not the student's fault
-            if not hidden:
+        except Exception as err:
+            if self.returned:  # comparing what the student's function returned failed: a result of the wrong kind
+                failed = AssertionError(f"your result could not be compared with the reference's: {_describe(err)}")
+                return {"ok": False, "message": _short(str(failed)), "error": failed, "not_implemented": False}
+            if not hidden:  # the course's own inputs or reference failed
                 raise
-            return {"ok": True, "skipped": _describe(err)}
+            return {"ok": True, "skipped": _describe(err)}  # a broken variant is not the student's fault
 
 
 def _variant_inputs(source: str, namespace: dict) -> Callable:
@@ -129,7 +133,8 @@ def graded_check(state: State) -> Callable:
         if visible["ok"]:
             for n, hidden_seed in enumerate(hidden["seeds"]):
                 state.progress(f"hidden variant: other random inputs ({n + 1})")
-                run = state.attempt(mine, theirs, make_inputs, hidden=True, trials=min(trials, 2), seed=hidden_seed, **kw)
+                run = state.attempt(mine, theirs, make_inputs, hidden=True, trials=min(trials, 2), seed=hidden_seed,
+                                    **kw)
                 call["runs"].append({"what": "other random inputs", **run})
             for variant in hidden["variants"]:
                 if variant.get("call", 0) != number:

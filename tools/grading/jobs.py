@@ -47,6 +47,14 @@ def _statements(source: str) -> list[slicing.Statement]:
         return []
 
 
+def _reads(source: str) -> set[str]:
+    """The names a variant's code reads from the notebook (its own parameters and locals aside)."""
+    try:
+        return slicing.reads(source)
+    except SyntaxError:
+        return set()
+
+
 def _package_facts() -> dict:
     """Where the course package lives (read-only in the sandbox; the tripwire's side) and its check modules."""
     import importlib
@@ -100,10 +108,11 @@ class Grading:
                 course_defs |= {n for st in slicing.statements(unit.source) for n in st.defs}
         name = plan.exercise.name
         variants = [v._asdict() for v in getattr(self.hidden, "VARIANTS", {}).get(name, [])]
+        reads = slicing.reads(check.source).union(*(_reads(v["inputs"]) for v in variants))
         return {"units": [u.to_json() for u in plan.units], "package": PACKAGE,
                 "package_dirs": self.facts["package_dirs"], "excluded_files": self.facts["excluded_files"],
                 "check_modules": self.facts["check_modules"], "memory_gb": self.memory_gb,
-                "protected": sorted(slicing.reads(check.source) & course_defs),
+                "protected": sorted(reads & course_defs),  # the student's code may not rebind these
                 "hidden": {"seeds": _seeds(self.secret, sub.assignment, name, getattr(self.hidden, "SEEDS", 2)),
                            "variants": variants}}
 
@@ -188,6 +197,13 @@ def _exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def _done(sub: submission.Submission, rows: dict, seconds: float) -> None:
+    """The line for a submission graded completely: passed exercises and the workers' seconds for it."""
+    mine = [r for (s, a, _), r in rows.items() if (s, a) == (sub.student, sub.assignment)]
+    passed = sum(r.status == "passed" for r in mine)
+    print(f"{sub.student:<20} {sub.assignment:<26} {passed}/{len(mine)} passed  {seconds:5.1f} s", flush=True)
+
+
 def run_all(grader: Grading, pool: list[Worker], jobs, rows) -> None:
     """Run every job on the workers (each serves one job at a time); a line per finished submission."""
     pending: queue.Queue = queue.Queue()
@@ -219,10 +235,7 @@ def run_all(grader: Grading, pool: list[Worker], jobs, rows) -> None:
                 spent[sub] = spent.get(sub, 0.0) + row.seconds
                 remaining[sub] -= 1
                 if remaining[sub] == 0 and not grader.quiet:
-                    mine = [r for (s, a, _), r in rows.items() if (s, a) == (sub.student, sub.assignment)]
-                    passed = sum(r.status == "passed" for r in mine)
-                    print(f"{sub.student:<20} {sub.assignment:<26} {passed}/{len(mine)} passed  {spent[sub]:5.1f} s",
-                          flush=True)
+                    _done(sub, rows, spent[sub])
 
     threads = [threading.Thread(target=serve, args=(w,)) for w in pool]
     try:

@@ -51,7 +51,8 @@ def explanation(row: Row, *, timeout: float) -> str:
     if row.status == "passed":
         hidden = [r for r in row.runs[1:] if not r.get("skipped")]
         return (f"Your function agrees with the course's reference on the check in your notebook and on "
-                f"{len(hidden)} hidden variant{'s' if len(hidden) != 1 else ''} (other random inputs, shapes and sizes).")
+                f"{len(hidden)} hidden variant{'s' if len(hidden) != 1 else ''} (other random inputs, shapes and "
+                "sizes).")
     if row.status == "not attempted":
         return "Not written yet: the exercise cell still raises NotImplementedError. Replace that line with your code."
     if row.status == "failed":
@@ -71,7 +72,8 @@ def explanation(row: Row, *, timeout: float) -> str:
         if m in ("edited", "deleted"):
             return (f"The check cell of this exercise was {m}. Grading always runs the original check, and an exercise "
                     "whose check was changed scores no points. If this was an accident, ask your lecturer.")
-        return f"{m[:1].upper()}{m[1:]}. Grading cannot trust a check that your code changed, so this exercise scores no points."
+        return (f"{m[:1].upper()}{m[1:]}. Grading cannot trust a check that your code changed, so this exercise "
+                "scores no points.")
     if row.status == "uses reference":
         return (f"{m[:1].upper()}{m[1:]}. The exercise is to write this function yourself; calling the course's "
                 "version scores no points.")
@@ -111,13 +113,14 @@ def feedback_page(student: str, assignment: str, rows: list[Row], *, timeout: fl
         cells, verb = ("cell", "was") if restored == 1 else ("cells", "were")
         note = (f"<p>{restored} read-only {cells} of the course that you had changed {verb} run in the original "
                 "version (this costs nothing).</p>")
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(assignment)}: feedback for "
-            f"{html.escape(student)}</title><style>{STYLE}</style></head><body>"
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(assignment)}: feedback "
+            f"for {html.escape(student)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(assignment)}</h1><p>Feedback for <b>{html.escape(student)}</b>: "
             f"<b>{total:g} of {best:g}</b> points.</p>"
             "<table><tr><th>exercise</th><th>status</th><th>points</th><th>what grading found</th></tr>"
-            f"{''.join(body)}</table>{note}<p>Grading ran each exercise's check as in your notebook, plus hidden variants "
-            "of it (other random inputs, other shapes and sizes), in a fresh kernel with no network.</p></body></html>\n")
+            f"{''.join(body)}</table>{note}<p>Grading ran each exercise's check as in your notebook, plus hidden "
+            "variants of it (other random inputs, other shapes and sizes), in a fresh kernel with no network.</p>"
+            "</body></html>\n")
 
 
 def write_feedback(rows: list[Row], folder: Path, *, timeout: float) -> list[Path]:

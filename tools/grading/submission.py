@@ -160,7 +160,8 @@ def plan(course: nbformat.NotebookNode, work: nbformat.NotebookNode, tasks: list
             result.status = "tampered"
             result.message = "deleted" if check is None else "edited"
             continue
-        if student is None or normalized(student.source) == normalized(strip_solutions(course.cells[task.solution].source)):
+        blank = strip_solutions(course.cells[task.solution].source)
+        if student is None or normalized(student.source) == normalized(blank):
             result.status, result.message = "not attempted", ""
             continue
         if error := _syntax_error(student.source):
@@ -176,7 +177,7 @@ def _program(cells, analysed, task: Exercise, setup: int, modules: set[str]) -> 
     for n, (index, owner, role, _) in enumerate(cells):
         if index > task.check or (index == task.check and role == "added") or analysed[n] is None:
             continue
-        forced = index == setup or (index == task.solution and role == "solution") or (index == task.check and role == "check")
+        forced = index == setup or (index, role) in ((task.solution, "solution"), (task.check, "check"))
         candidates += [(statement, forced) for statement in analysed[n]]
         where += [n] * len(analysed[n])
     kept, _ = slicing.needed_statements(candidates, modules)
@@ -198,7 +199,8 @@ def _label(source: str, owner: str, role: str) -> str:
         return "your exercise cell"
     if role == "check":
         return "the check cell (it calls your function)"
-    first = next((line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")), "")
+    lines = [line.strip() for line in source.splitlines()]
+    first = next((line for line in lines if line and not line.startswith("#")), "")
     first = first if len(first) <= 60 else first[:59] + "…"
     who = "your cell" if owner == "student" else "the course's cell"
     return f"{who} `{first}`"

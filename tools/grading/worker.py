@@ -2,7 +2,7 @@
 a sandboxed job per exercise of a submission (milliseconds instead of seconds of imports; the worker's own code is
 tools/grading/zygote.py).
 
-    grader ──socket──> worker (imports done, no submission data) ──fork──> A (new namespaces) ──fork──> job (PID 1)
+    grader ──socket──> worker (imports done, no submission) ──fork──> A (new namespaces) ──fork──> job (PID 1)
 
 The worker never reads a submission: the grader passes it two pipe ends (the job's spec to read, the results to
 write) and the worker only forks. So a job's memory holds the imported modules and its own submission, nothing of
@@ -79,33 +79,9 @@ class Worker:
         writer = threading.Thread(target=_write_all, args=(job_w, json.dumps(spec).encode()), daemon=True)
         writer.start()
         out = JobResult()
-        start = unit_start = time.monotonic()
-        buffer = b""
+        start = time.monotonic()
         with os.fdopen(res_r, "rb", buffering=0) as results:
-            while True:
-                now = time.monotonic()
-                left = min(unit_start + unit_timeout, start + job_timeout) - now
-                if left <= 0:
-                    out.timed_out = out.last_unit or "the start of the job"
-                    os.kill(pid, signal.SIGTERM)  # A kills the job, then itself
-                    break
-                if not select.select([results], [], [], min(left, 1.0))[0]:
-                    continue
-                chunk = results.read(1 << 16)
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    message = _parse(line)
-                    if message.get("event") == "unit":
-                        out.last_unit = str(message.get("label", ""))[:200]
-                        unit_start = time.monotonic()
-                        out.units.append([out.last_unit, round(unit_start - start, 3)])
-                    elif message.get("event") == "result" and out.result is None:
-                        out.result = message
-                    elif message.get("event") == "crash":
-                        out.crash = str(message.get("message", ""))[:500]
+            self._follow(results, pid, out, start, unit_timeout, job_timeout)
         try:
             out.exit_code = self._receive(timeout=10)["code"]
         except TimeoutError:
@@ -114,6 +90,32 @@ class Worker:
         out.seconds = time.monotonic() - start
         writer.join(timeout=5)
         return out
+
+    @staticmethod
+    def _follow(results, pid: int, out: JobResult, start: float, unit_timeout: float, job_timeout: float) -> None:
+        """Read the job's messages until it ends; stop it when a unit or the whole job runs over."""
+        unit_start, buffer = start, b""
+        while True:
+            left = min(unit_start + unit_timeout, start + job_timeout) - time.monotonic()
+            if left <= 0:
+                out.timed_out = out.last_unit or "the start of the job"
+                os.kill(pid, signal.SIGTERM)  # A kills the job, then itself
+                return
+            if not select.select([results], [], [], min(left, 1.0))[0]:
+                continue
+            chunk = results.read(1 << 16)
+            if not chunk:
+                return
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            for message in map(_parse, lines):
+                if message.get("event") == "unit":
+                    out.last_unit = str(message.get("label", ""))[:200]
+                    unit_start = time.monotonic()
+                    out.units.append([out.last_unit, round(unit_start - start, 3)])
+                elif message.get("event") == "result" and out.result is None:
+                    out.result = message
+                elif message.get("event") == "crash":
+                    out.crash = str(message.get("message", ""))[:500]
 
     def close(self) -> None:
         try:
