@@ -70,7 +70,7 @@ def test_a_solution_that_grading_could_not_run_is_refused(tmp_path):
     cells = [nbformat.v4.new_code_cell("import torch"),
              nbformat.v4.new_code_cell("def twice(x):\n    ### BEGIN SOLUTION\n    return helper(x)\n"
                                        "    ### END SOLUTION"),
-             nbformat.v4.new_code_cell("from cnn_helpers.exercises import check_function\ncheck_function("
+             nbformat.v4.new_code_cell(f"from {course.check_module().__name__} import check_function\ncheck_function("
                                        "twice, lambda x: 2 * x, lambda g: (torch.rand(2, generator=g),))")]
     with pytest.raises(ValueError, match="helper"):
         source_notebook(nbformat.v4.new_notebook(cells=cells))

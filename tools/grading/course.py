@@ -25,6 +25,7 @@ try:
 except ImportError:
     from cnn_helpers.exercises import BEGIN, CHECK_TAG, END, is_check_cell, strip_solutions
 CHECK_MODULES = ("cnn_helpers.core.exercises", "cnn_helpers.exercises")  # where check cells import check_function
+DATA_MODULES = ("cnn_helpers.core.data", "cnn_helpers.data")  # the one with data_dir()
 PACKAGE = "cnn_helpers"  # code in this package is "the course's own implementation" (the tripwire's side)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ COURSE = ROOT / "build" / "course"
 _ID = re.compile(r"[^A-Za-z0-9_\-]")
 
 __all__ = ["BEGIN", "END", "CHECK_TAG", "CHECK_MODULES", "PACKAGE", "Exercise", "exercises", "assignments",
-           "is_check_cell", "strip_solutions", "normalized", "cell_id"]
+           "is_check_cell", "strip_solutions", "normalized", "cell_id", "data_dir", "check_module"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,33 @@ def assignments(notebooks: Path = NOTEBOOKS) -> dict[str, Path]:
         if BEGIN in path.read_text(encoding="utf-8"):
             found[path.stem] = path
     return found
+
+
+def own_modules(names: tuple[str, ...]) -> list:
+    """Those of ``names`` that this course's package has (inside the folder ``import cnn_helpers`` found: a shared
+    editable install may map a name to another checkout)."""
+    import importlib
+
+    home = Path(importlib.import_module(PACKAGE).__file__).resolve().parent
+    found = []
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if Path(module.__file__).resolve().is_relative_to(home):
+            found.append(module)
+    return found
+
+
+def check_module():
+    """The course's module with ``check_function``."""
+    return own_modules(CHECK_MODULES)[0]
+
+
+def data_dir() -> Path:
+    """The course's data folder (``CNN_DATA_DIR`` or the repository's ``data/``)."""
+    return Path(own_modules(DATA_MODULES)[0].data_dir())
 
 
 def cell_id(index: int) -> str:

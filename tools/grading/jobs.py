@@ -19,7 +19,8 @@ from pathlib import Path
 import nbformat
 
 from grading import report, slicing, submission
-from grading.course import CHECK_MODULES, NOTEBOOKS, PACKAGE, assignments, exercises, with_nbgrader_metadata
+from grading.course import (CHECK_MODULES, NOTEBOOKS, PACKAGE, assignments, data_dir, exercises, own_modules,
+                            with_nbgrader_metadata)
 from grading.worker import Worker
 
 
@@ -58,23 +59,12 @@ def _reads(source: str) -> set[str]:
 def _package_facts() -> dict:
     """Where the course package lives (read-only in the sandbox; the tripwire's side) and its check modules."""
     import importlib
-    import importlib.util
 
-    package = importlib.import_module(PACKAGE)
-    home = Path(package.__file__).resolve().parent
-    checks = []
-    for name in CHECK_MODULES:  # only inside that package (a shared editable install may map other trees)
-        try:
-            spec = importlib.util.find_spec(name)
-        except ImportError:
-            continue
-        if spec is not None and Path(spec.origin).resolve().is_relative_to(home):
-            checks.append(name)
-    from cnn_helpers.data import data_dir
-
-    return {"package_dirs": [str(home)], "check_modules": checks,
-            "excluded_files": [str(Path(importlib.util.find_spec(m).origin).resolve()) for m in checks],
-            "data_dir": str(Path(data_dir()).resolve())}
+    checks = own_modules(CHECK_MODULES)
+    return {"package_dirs": [str(Path(importlib.import_module(PACKAGE).__file__).resolve().parent)],
+            "check_modules": [m.__name__ for m in checks],
+            "excluded_files": [str(Path(m.__file__).resolve()) for m in checks],
+            "data_dir": str(data_dir().resolve())}
 
 
 def _worker_env() -> dict[str, str]:
