@@ -369,3 +369,36 @@ def test_without_a_sandbox_grading_still_works_and_says_so(tmp_path, capsys):
     assert [(r.student, r.status) for r in rows] == [("ada", "passed"), ("bob", "not attempted")]
     printed = capsys.readouterr().out
     assert "isolation: none" in printed and "WARNING: no sandbox" in printed
+
+
+def test_the_course_check_function_keeps_what_grading_relies_on():
+    """Grading calls the course's own check_function; it relies on how that reports the three kinds of failure."""
+    checks = course.check_module()
+
+    def make(g):
+        return (torch.rand(3, generator=g),)
+
+    def broken(x):
+        return x[7]
+
+    with pytest.raises(AssertionError) as raised:  # the student's function raised: an AssertionError with the cause
+        checks.check_function(broken, lambda x: x, make)
+    assert isinstance(raised.value.__cause__, IndexError)
+
+    def failing_inputs(g):
+        raise KeyError("course side")
+
+    with pytest.raises(KeyError):  # the course's inputs (or reference) failed: their own error, not an assertion
+        checks.check_function(lambda x: x, lambda x: x, failing_inputs)
+
+
+def test_every_check_cell_gets_check_function_from_the_course_module():
+    """Grading puts its check_function into that module, so a check cell must import it from there (or use the
+    name an earlier cell imported from there)."""
+    for assignment, path in course.assignments().items():
+        notebook = nbformat.read(path, as_version=4)
+        tasks = course.exercises(notebook)
+        for plan in submission.plan(notebook, course.with_nbgrader_metadata(notebook, tasks), tasks):
+            binding = [s for u in plan.units for s in slicing.statements(u.source) if "check_function" in s.defs]
+            assert binding and all(s.source.startswith(tuple(f"from {m} import" for m in course.CHECK_MODULES))
+                                   for s in binding), (assignment, plan.exercise.name)

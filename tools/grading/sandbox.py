@@ -169,9 +169,9 @@ def build_root(root: str, readable: list[str], *, tmp_mb: int) -> None:
 
 def limit(*, memory_bytes: int, file_mb: int, processes: int | None, cpu_seconds: int) -> None:
     """Resource limits of the job: address space above what is mapped now, file size, no core files, CPU time."""
-    mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE") if os.path.exists(
-        "/proc/self/statm") else 0
-    resource.setrlimit(resource.RLIMIT_AS, (mapped + memory_bytes,) * 2)
+    if os.path.exists("/proc/self/statm"):  # elsewhere what is mapped is unknown (and RLIMIT_AS not enforced)
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + memory_bytes,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb << 20,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
