@@ -143,6 +143,8 @@ def build_root(root: str, readable: list[str], *, tmp_mb: int) -> None:
     """Make ``root`` (an empty directory) the new ``/`` of this process: read-only binds, fresh /tmp, /dev, /proc."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back to the machine
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
+    os.makedirs(root + "/tmp")  # first: a course or a virtual environment under /tmp is then bound inside it
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     bound: list[str] = []
     for path in readable:
         _place(path, root, bound)
@@ -151,9 +153,8 @@ def build_root(root: str, readable: list[str], *, tmp_mb: int) -> None:
         if os.path.exists(f"/dev/{name}"):
             Path(f"{root}/dev/{name}").touch()
             _mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
-    for sub in ("tmp", "dev/shm", "proc"):
+    for sub in ("dev/shm", "proc"):
         os.makedirs(f"{root}/{sub}", exist_ok=True)
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
     _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
     try:
         _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
