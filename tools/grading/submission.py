@@ -62,6 +62,9 @@ def collect(folder: str | Path, courses: dict[str, nbformat.NotebookNode]) -> tu
     if not folder.is_dir():
         raise FileNotFoundError(f"SUBMISSIONS {str(folder)!r} is not a folder")
     found, notes = [], []
+    if (folder / "nbgrader_config.py").exists() and (folder / "submitted").is_dir():  # the course folder itself
+        notes.append(f"{folder} is an nbgrader course: grading its submitted/ folder")
+        folder = folder / "submitted"
     nested = sorted(p for p in folder.glob("*/*/*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     for path in nested:
         student, assignment = path.parent.parent.name, path.parent.name
