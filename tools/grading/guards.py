@@ -24,61 +24,69 @@ from typing import Any, Callable
 class Guard:
     """Which functions the student's code may not replace: a snapshot, compared after each piece of student code."""
 
-    def __init__(self, package: str, protected: Callable[[], dict[str, Any]]) -> None:
-        self.package, self.protected = package, protected
+    HOOKS = ("setprofile", "getprofile", "settrace", "gettrace")  # all that is watched of sys and threading
+
+    def __init__(self, package: str, namespace: dict[str, Any], protected: list[str]) -> None:
+        self.package, self.namespace, self.protected = package, namespace, protected
         self.snapshot: dict[tuple[str, str], Any] = {}
         self.violations: list[str] = []
 
-    def _spaces(self) -> list[tuple[str, Any, bool]]:
+    def _spaces(self) -> dict[str, tuple[Any, bool]]:
+        """label -> (module or class, is a class)."""
         import torch
 
-        spaces = [("builtins", builtins, False), ("sys", sys, False), ("threading", threading, False),
-                  ("harness", sys.modules["grading.harness"], False),
-                  ("guards", sys.modules[__name__], False), ("torch", torch, False),
-                  ("torch.Tensor", torch.Tensor, True), ("torch._C.TensorBase", torch._C.TensorBase, True),
-                  ("torch.nn.Module", torch.nn.Module, True), ("torch.nn.functional", torch.nn.functional, False),
-                  ("torch.fft", torch.fft, False), ("torch.autograd", torch.autograd, False)]
+        spaces = {"builtins": (builtins, False), "harness": (sys.modules["grading.harness"], False),
+                  "guards": (sys.modules[__name__], False), "torch": (torch, False),
+                  "torch.Tensor": (torch.Tensor, True), "torch._C.TensorBase": (torch._C.TensorBase, True),
+                  "torch.nn.Module": (torch.nn.Module, True), "torch.nn.functional": (torch.nn.functional, False),
+                  "torch.fft": (torch.fft, False), "torch.autograd": (torch.autograd, False)}
         for name, module in list(sys.modules.items()):
             if module is not None and (name == self.package or name.startswith(self.package + ".")):
-                spaces.append((name, module, False))
-                spaces += [(f"{name}.{k}", v, True) for k, v in vars(module).items()
-                           if isinstance(v, type) and getattr(v, "__module__", "") == name]
+                spaces[name] = (module, False)
+                spaces |= {f"{name}.{k}": (v, True) for k, v in vars(module).items()
+                           if isinstance(v, type) and getattr(v, "__module__", "") == name}
         return spaces
 
+    def _current(self) -> dict[str, dict[str, Any]]:
+        current = {label: dict(vars(space)) for label, (space, _) in self._spaces().items()}
+        current |= {label: {k: getattr(module, k, None) for k in self.HOOKS}
+                    for label, module in (("sys", sys), ("threading", threading))}
+        current["notebook"] = {k: self.namespace[k] for k in self.protected if k in self.namespace}
+        return current
+
     def take(self) -> None:
-        snap = {}
-        for label, space, _ in self._spaces():
-            for key, value in list(vars(space).items()):
-                if callable(value) or isinstance(value, types.ModuleType):
-                    snap[label, key] = value
-        for key, value in self.protected().items():
-            snap["notebook", key] = value
-        self.snapshot = snap
+        self.snapshot = {(label, key): value for label, space in self._current().items()
+                         for key, value in space.items()
+                         if label == "notebook" or callable(value) or isinstance(value, types.ModuleType)}
 
     def check(self) -> None:
-        current = {label: (vars(space), is_class) for label, space, is_class in self._spaces()}
-        current["notebook"] = (self.protected(), False)
-        for (label, key), value in self.snapshot.items():
-            space = current.get(label, ({}, False))[0]
-            if space.get(key, None) is not value:
-                self.violations.append(f"{label}.{key}" if label != "notebook" else f"the notebook's {key}")
+        current, classes = self._current(), {k for k, (_, is_class) in self._spaces().items() if is_class}
         known = {label for label, _ in self.snapshot}
-        for label, (space, is_class) in current.items():
-            if is_class and label in known:  # a method added to a class shadows the one it inherits
-                added = [k for k, v in list(space.items()) if callable(v) and (label, k) not in self.snapshot]
-                self.violations += [f"{label}.{k}" for k in added]
-        if self.violations:
-            self.restore()
+        changed = [(label, key) for (label, key), value in self.snapshot.items()
+                   if current.get(label, {}).get(key, None) is not value]
+        added = [(label, key) for label in classes & known for key, value in current[label].items()
+                 if callable(value) and (label, key) not in self.snapshot]  # shadows the method it inherits
+        for label, key in changed + added:
+            self.violations.append(f"the notebook's {key}" if label == "notebook" else f"{label}.{key}")
+        if changed or added:
+            self.restore(added)
 
-    def restore(self) -> None:
-        """Put back what was replaced, so that grading the rest is not fooled as well."""
-        spaces = {label: space for label, space, _ in self._spaces()}
+    def restore(self, added: list[tuple[str, str]]) -> None:
+        """Put back what was replaced and remove what was added, so that the rest of the grading is not fooled."""
+        spaces = {label: space for label, (space, _) in self._spaces().items()} | {"sys": sys, "threading": threading}
         for (label, key), value in self.snapshot.items():
-            if label in spaces:
-                try:
+            try:
+                if label == "notebook":
+                    self.namespace[key] = value
+                elif label in spaces:
                     setattr(spaces[label], key, value)
-                except (AttributeError, TypeError):
-                    pass
+            except (AttributeError, TypeError):
+                pass
+        for label, key in added:
+            try:
+                delattr(spaces[label], key)
+            except (AttributeError, TypeError):
+                pass
 
 
 class Tripwire:

@@ -71,7 +71,7 @@ class State:
         self.check_raised: BaseException | None = None
         self.unit = 0
         self.tripwire = Tripwire(spec["package_dirs"], spec["excluded_files"])
-        self.guard = Guard(spec["package"], lambda: {k: self.ns[k] for k in spec["protected"] if k in self.ns})
+        self.guard = Guard(spec["package"], self.ns, spec["protected"])
         self.modules = [importlib.import_module(m) for m in spec["check_modules"]]
         self.original = _ORIGINAL.setdefault(self.modules[0].__name__, self.modules[0].check_function)
 
@@ -120,6 +120,7 @@ def graded_check(state: State) -> Callable:
         call = {"runs": []}
         state.calls.append(call)
         number = len(state.calls) - 1
+        state.guard.take()  # what the course's check cell set up; the student's cell was checked (and undone) before
         mine, theirs = state.tripwire.student(student, state), state.tripwire.reference(reference)
         kw = {"atol": atol, "rtol": rtol}
         try:  # where the reference enters the package, known before the student's function is first called

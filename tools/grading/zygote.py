@@ -22,7 +22,6 @@ import time
 EXIT_SANDBOX, EXIT_CRASH = 122, 123
 
 
-
 def _job(config: dict, isolation: str, job_fd: int, result_fd: int, lifeline: int) -> None:
     """The job process: sandbox, limits, then the harness. Never returns."""
     from grading import harness, sandbox
