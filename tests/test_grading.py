@@ -1,13 +1,14 @@
 """Grading (tools/grade.py) on a synthetic class: every exercise notebook, eleven students, every row asserted.
 
 The class: the solution (full points), the blank (not attempted), a wrong answer, one that calls the course's
-reference, one that hard-codes the visible check's answers, one that edits or deletes its check cells, and five
+reference (the one its check cell compares with), one that hard-codes the visible check's answers, one that edits or deletes its check cells, and five
 that attack in their first exercise and solve the rest: an endless loop, ``os._exit``, the network, reading another
 student's file and the solution notebook (and writing to that file), and a 20 GB allocation.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import copy
 import csv
@@ -29,31 +30,6 @@ from grading.hidden import VARIANTS  # noqa: E402
 
 TIMEOUT = 4  # seconds per cell here (the default is 60); the slowest unit took 1.4 s on a machine with load 13
 SECRET = "test-secret"
-
-# What a student who calls the course's own implementation writes (imports, then the function's body).
-REFERENCE = {
-    "topk_probabilities": ("from cnn_helpers.models import topk_probabilities as package", "return package(logits, k)"),
-    "conv_cost": ("from torch import nn\nfrom cnn_helpers.architectures import count_parameters, count_macs",
-                  "with torch.device('meta'):\n        conv = nn.Conv2d(c_in, c_out, k)\n"
-                  "    return count_parameters(conv), count_macs(conv, (c_in, h_out + k - 1, w_out + k - 1))"),
-    "residual_forward": ("", "return block(x)"),
-    "my_occlusion": ("from cnn_helpers import attribution",
-                     "return attribution.occlusion_map(model, images, target, window=window, stride=stride, "
-                     "baseline=0.5, output='probability')"),
-    "my_saliency": ("from cnn_helpers.attribution import saliency_map as mine", "return mine(model, images, target)"),
-    "my_spectrum_to_image": ("from cnn_helpers import featurevis_params",
-                             "return featurevis_params.spectrum_to_image(spectrum, size)"),
-    "my_total_variation": ("from cnn_helpers.featurevis_objectives import total_variation",
-                           "return total_variation(images)"),
-    "my_gram_matrix": ("from cnn_helpers import style", "return style.gram_matrix(features, centred=centred)"),
-    "my_style_loss": ("from cnn_helpers import style", "return style.style_loss(features, targets, centred=True)"),
-    "my_fgsm": ("from cnn_helpers.adversarial import fgsm", "return fgsm(model, images, labels, eps=eps)"),
-    "my_project": ("from cnn_helpers.adversarial import project", "return project(adv, images, eps=eps, norm=norm)"),
-    "new_head": ("from cnn_helpers.transfer import prepare",
-                 "return prepare(model, num_classes, strategy='linear', head=head_name)"),
-    "layer_features": ("from cnn_helpers.transfer import extract_features",
-                       "return extract_features(model, images, layer=layer)"),
-}
 
 WRONG = '''
 def _wrong(value):
@@ -132,6 +108,23 @@ def _fill(source: str, body: str) -> str:
     return "\n".join(out)
 
 
+def _reference(notebook, task: course.Exercise) -> str:
+    """The reference the check cell compares with, as the student could call it from their function (the notebook's
+    own names, looked up when the check runs): a wrapper such as ``summary(reference_head)`` unwrapped."""
+    source = notebook.cells[task.check].source
+    calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", "") == "check_function"]
+    reference = calls[-1].args[1]
+    if isinstance(reference, ast.Call) and len(reference.args) == 1 and isinstance(reference.args[0], ast.Name):
+        reference = reference.args[0]
+    return ast.get_source_segment(source, reference)
+
+
+def _parameters(source: str, name: str) -> str:
+    function = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    return ", ".join(a.arg for a in function.args.args)
+
+
 def _solution_cells(student: str, notebook, tasks, *, paths: dict) -> dict[int, str]:
     """The solution cells of one student: course cell index -> source."""
     cells = {}
@@ -144,9 +137,7 @@ def _solution_cells(student: str, notebook, tasks, *, paths: dict) -> dict[int, 
             cells[task.solution] = (f"{source}\n{WRONG}\n{right} = {task.name}\n\n"
                                     f"def {task.name}(*args, **kwargs):\n    return _wrong({right}(*args, **kwargs))\n")
         elif student == "reference":
-            imports, body = REFERENCE[task.name]
-            body = body.replace("\n    ", "\n")  # the table's continuation lines, relative to the function body
-            cells[task.solution] = "import torch\n" + _fill(source, f"{imports}\n{body}")
+            cells[task.solution] = _fill(source, f"return ({_reference(notebook, task)})({_parameters(source, task.name)})")
         elif student == "hardcoded":
             answers = _recorded_answers(notebook, task)
             cells[task.solution] = ("import base64, io\nimport torch\n_answers = iter(torch.load(io.BytesIO("
