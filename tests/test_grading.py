@@ -13,6 +13,7 @@ import base64
 import copy
 import csv
 import io
+import json
 import socket
 import sys
 import threading
@@ -55,6 +56,11 @@ ATTACKS = {  # first exercise only; the expected status of that exercise
                          "    return _solution(*args, **kwargs)"),
     "hog": ("error", "hog = torch.ones(5 * 2**30)\n    return _solution(*args, **kwargs)"),
 }
+FORK_BOMB = ("failed", "import subprocess\n    started = []\n    for _ in range(300):\n        try:\n"
+                       "            started.append(subprocess.Popen(['sleep', '30']))\n        except OSError:\n"
+                       "            break\n    if len(started) == 300:\n        return _solution(*args, **kwargs)\n"
+                       "    raise PermissionError(f'forked only {len(started)} processes')")
+SECOND = {("hog", "07_transfer_learning"): FORK_BOMB}  # an attack in the second exercise too
 STUDENTS = ["solution", "blank", "wrong", "reference", "hardcoded", "editor", *ATTACKS]
 DELETES = {"03_attribution", "05_style_transfer"}  # where the editor deletes its second check (else patches torch)
 
@@ -125,12 +131,13 @@ def _parameters(source: str, name: str) -> str:
     return ", ".join(a.arg for a in function.args.args)
 
 
-def _solution_cells(student: str, notebook, tasks, *, paths: dict) -> dict[int, str]:
+def _solution_cells(student: str, notebook, tasks, *, paths: dict, assignment: str) -> dict[int, str]:
     """The solution cells of one student: course cell index -> source."""
     cells = {}
     for number, task in enumerate(tasks):
         source = notebook.cells[task.solution].source
-        if student in ("solution", "editor") or (student in ATTACKS and number > 0):
+        attack = ATTACKS.get(student) if number == 0 else SECOND.get((student, assignment)) if number == 1 else None
+        if student in ("solution", "editor") or (student in ATTACKS and attack is None):
             cells[task.solution] = source
         elif student == "wrong":
             right = f"_right_{task.name}"
@@ -144,17 +151,18 @@ def _solution_cells(student: str, notebook, tasks, *, paths: dict) -> dict[int, 
                                     f"base64.b64decode('{answers}')), weights_only=False))\n"
                                     + _fill(source, "return next(_answers)"))
         elif student in ATTACKS:
-            body = ATTACKS[student][1].replace("PORT", str(paths["port"])).replace("OTHER", repr(paths["other"]))
+            body = attack[1].replace("PORT", str(paths["port"])).replace("OTHER", repr(paths["other"]))
             body = body.replace("SOLUTION", repr(paths["solution"]))
             cells[task.solution] = (f"import torch\n{source}\n_solution = {task.name}\n\n"
                                     f"def {task.name}(*args, **kwargs):\n    {body}\n")
     return cells
 
 
-def _submission(student: str, release: nbformat.NotebookNode, notebook, tasks, *, paths: dict) -> nbformat.NotebookNode:
+def _submission(student: str, release: nbformat.NotebookNode, notebook, tasks, *, paths: dict,
+                assignment: str) -> nbformat.NotebookNode:
     """nbgrader's release notebook, worked on by one student."""
     work = copy.deepcopy(release)
-    for index, source in _solution_cells(student, notebook, tasks, paths=paths).items():
+    for index, source in _solution_cells(student, notebook, tasks, paths=paths, assignment=assignment).items():
         work.cells[index].source = source
     if student == "editor":  # edits the first check cell; deletes the second or fools it by patching torch
         work.cells[tasks[0].check].source = "print('Correct: all good')"
@@ -166,11 +174,13 @@ def _submission(student: str, release: nbformat.NotebookNode, notebook, tasks, *
     return work
 
 
-def expected_status(student: str, number: int) -> str:
+def expected_status(student: str, number: int, assignment: str) -> str:
     fixed = {"solution": "passed", "blank": "not attempted", "wrong": "failed", "reference": "uses reference",
              "hardcoded": "failed", "editor": "tampered"}
     if student in fixed:
         return fixed[student]
+    if number == 1 and (student, assignment) in SECOND:
+        return SECOND[student, assignment][0]
     return ATTACKS[student][0] if number == 0 else "passed"
 
 
@@ -214,7 +224,8 @@ def graded(tmp_path_factory, nbgrader_course):
         for student in STUDENTS:
             folder = submitted / student / assignment
             folder.mkdir(parents=True)
-            nbformat.write(_submission(student, release, notebook, tasks, paths=paths), folder / f"{assignment}.ipynb")
+            work = _submission(student, release, notebook, tasks, paths=paths, assignment=assignment)
+            nbformat.write(work, folder / f"{assignment}.ipynb")
     before = {a: p.read_bytes() for a, p in other.items()}
     out = base / "grades"
     rows = grade(submitted, out, course=nbgrader_course, workers=2, timeout=TIMEOUT, secret=SECRET, quiet=True)
@@ -229,7 +240,7 @@ def test_the_synthetic_class_grades_exactly_as_expected_row_by_row(graded):
         tasks = course.exercises(nbformat.read(path, as_version=4))
         for student in STUDENTS:
             for number, task in enumerate(tasks):
-                status = expected_status(student, number)
+                status = expected_status(student, number, assignment)
                 expected.append([student, assignment, task.name, "1" if status == "passed" else "0", "1", status])
     with open(graded["out"] / "grades.csv", newline="") as f:
         table = list(csv.reader(f))
@@ -266,6 +277,9 @@ def test_attacks_were_contained(graded):
         assert "memory" in rows["hog", assignment, name].message
         assert "exit code 3" in rows["exiter", assignment, name].message
         assert "uses" not in rows["solution", assignment, name].message
+    if "pids" in json.loads((graded["out"] / "grading.json").read_text())["isolation"]:
+        assert int(rows["hog", "07_transfer_learning", "layer_features"].message.split("forked only ")[1].split()[0]) \
+            < 100, "a job forked more processes than its control group allows"
     for assignment, path in graded["notebooks"].items():
         tasks = course.exercises(nbformat.read(path, as_version=4))
         if len(tasks) > 1 and assignment not in DELETES:

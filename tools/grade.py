@@ -101,7 +101,7 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
     if gradebook:
         _gradebook(course, ordered, grader, {(s.student, s.assignment): s.path for s in subs}, out / "feedback")
     print(report.summary(ordered, seconds=seconds, submissions=len(subs), workers=workers, isolation=grader.isolation))
-    if grader.isolation == "none" and jobs:
+    if grader.isolation.startswith("none") and jobs:
         print("WARNING: no sandbox on this system: submissions ran with resource limits and the Python network guard "
               "only, and could read this machine's files. Grade on Linux (root or user namespaces) for isolation.")
     for note in grader.notes:

@@ -139,7 +139,7 @@ class Grading:
         config = {"preload": preload, "warmup": warmup, "isolation": self.isolation_request, "root": str(root),
                   "scratch": str(scratch / "jobs"), "readable": [*self.facts["package_dirs"], self.facts["data_dir"]],
                   "memory_gb": self.memory_gb, "tmp_mb": 256, "file_mb": 64, "cpu_seconds": int(self.timeout * 20 + 60),
-                  "secret_path": str(NOTEBOOKS)}
+                  "secret_path": str(NOTEBOOKS), "cgroups": True}
         env = _worker_env()
         started = [Worker(config, env) for _ in range(min(self.workers, jobs))]  # in this thread: see Worker
         try:
@@ -149,7 +149,8 @@ class Grading:
             for worker in started:
                 worker.close()
             raise
-        self.isolation = started[0].isolation
+        limits = started[0].cgroups
+        self.isolation = started[0].isolation + (f", control groups ({', '.join(limits)})" if limits else "")
         return started
 
     def run_job(self, worker: Worker, sub: submission.Submission, plan: submission.Plan) -> report.Row:

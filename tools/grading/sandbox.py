@@ -12,7 +12,8 @@ PID, IPC and UTS namespaces — the kernel features bubblewrap uses — before a
   process it started dies with it);
 * privileges: as root the job then runs as ``nobody``; otherwise the namespaces are made in a user namespace and
   the job gives up its capabilities there by entering one more user namespace;
-* limits: address space (memory), file size, core dumps, processes; no new privileges.
+* limits: address space (memory), file size, core dumps, processes; no new privileges. Where the grader may create
+  control groups, the job also gets one memory limit and a process cap for all it starts (tools/grading/cgroups.py).
 
 The isolation that ran is one of ``namespaces (root)``, ``namespaces (user)`` or ``none`` (not Linux, or
 namespaces forbidden: then only the limits and the network guard of tools/netblock apply, and the grader says so

@@ -51,12 +51,13 @@ class Worker:
                                         pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL)
         theirs.close()
-        self.isolation, self.import_seconds, self.import_failures = "not started", 0.0, []
+        self.isolation, self.import_seconds, self.import_failures, self.cgroups = "not started", 0.0, [], []
 
     def wait_ready(self, timeout: float = 600) -> None:
         """Wait until the worker has imported the course and found its isolation."""
         ready = self._receive(timeout=timeout)
         self.isolation = ready["isolation"]
+        self.cgroups = ready.get("cgroups", [])
         self.import_seconds = ready["import_seconds"]
         self.import_failures = ready["import_failures"]
 

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from grading import cgroups
+
 EXIT_SANDBOX, EXIT_CRASH = 122, 123
 
 
@@ -81,6 +83,8 @@ def _fork_job(config: dict, isolation: str, job_fd: int, result_fd: int) -> int:
         return pid
     try:
         sandbox.die_with_parent()
+        if config.get("cgroups"):  # before the namespaces: this process and the job it forks, in one group
+            cgroups.enter(_group(os.getpid()), int(config["memory_gb"] * 2**30))
         if isolation != "none":
             sandbox.enter_namespaces(isolation)
         lifeline, alive = os.pipe()  # the job sees end-of-file on it once this process is gone
@@ -94,6 +98,7 @@ def _fork_job(config: dict, isolation: str, job_fd: int, result_fd: int) -> int:
 
         def stop(*_) -> None:  # the grader's timeout: the job (PID 1 of its namespace) takes every process with it
             os.kill(inner, signal.SIGKILL)
+            os.waitpid(inner, 0)  # gone, and its namespace with it, before this process ends
             os._exit(128 + signal.SIGKILL)
 
         signal.signal(signal.SIGTERM, stop)
@@ -103,6 +108,23 @@ def _fork_job(config: dict, isolation: str, job_fd: int, result_fd: int) -> int:
     except BaseException as err:  # noqa: BLE001
         _report(result_fd, f"the sandbox could not be set up: {type(err).__name__}: {err}")
         os._exit(EXIT_SANDBOX)
+
+
+def _group(pid: int) -> str:
+    """The control group name of the job whose parent ``A`` has this PID."""
+    return f"cnn-grading-job-{pid}"
+
+
+def _probe_cgroups(memory_bytes: int) -> list[str]:
+    """Which per-job limits control groups can give here (tried in a short-lived child)."""
+    pid = os.fork()
+    if pid == 0:
+        held = cgroups.enter(_group(os.getpid()), memory_bytes)
+        os._exit(("memory" in held) + 2 * ("pids" in held))
+    _, status = os.waitpid(pid, 0)
+    cgroups.remove(_group(pid))
+    code = os.waitstatus_to_exitcode(status)
+    return [name for bit, name in ((1, "memory"), (2, "pids")) if code > 0 and code & bit]
 
 
 def _probe(config: dict, isolation: str) -> bool:
@@ -115,6 +137,7 @@ def _probe(config: dict, isolation: str) -> bool:
     os.close(job_r)
     os.close(res_w)
     _, status = os.waitpid(pid, 0)
+    cgroups.remove(_group(pid))
     os.close(res_r)
     return os.waitstatus_to_exitcode(status) == 0
 
@@ -179,8 +202,10 @@ def main() -> None:
                 continue
             isolation = candidate
             break
-    sock.send(json.dumps({"op": "ready", "isolation": isolation, "import_seconds": time.perf_counter() - started,
-                          "import_failures": failed}).encode())
+    held = _probe_cgroups(int(config["memory_gb"] * 2**30)) if config.get("cgroups") else []
+    config["cgroups"] = bool(held)
+    sock.send(json.dumps({"op": "ready", "isolation": isolation, "cgroups": held,
+                          "import_seconds": time.perf_counter() - started, "import_failures": failed}).encode())
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 4096, 2)
         if not message or json.loads(message)["op"] == "stop":
@@ -190,4 +215,5 @@ def main() -> None:
             os.close(fd)
         sock.send(json.dumps({"op": "started", "pid": pid}).encode())
         _, status = os.waitpid(pid, 0)
+        cgroups.remove(_group(pid))
         sock.send(json.dumps({"op": "exited", "code": os.waitstatus_to_exitcode(status)}).encode())
