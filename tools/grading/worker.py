@@ -46,7 +46,8 @@ class Worker:
     worker dies with that thread (its parent-death signal), so that an interrupted grader leaves nothing behind."""
 
     def __init__(self, config: dict, env: dict[str, str]) -> None:
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # messages: JSON lines
+        self._buffer = b""
         self.process = subprocess.Popen([sys.executable, "-c", BOOT, json.dumps(config), str(theirs.fileno())],
                                         pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL)
@@ -62,18 +63,24 @@ class Worker:
         self.import_failures = ready["import_failures"]
 
     def _receive(self, timeout: float | None = None) -> dict:
-        if timeout is not None and not select.select([self.sock], [], [], timeout)[0]:
-            raise TimeoutError("the grading worker does not answer")
-        data = self.sock.recv(4096)
-        if not data:
-            raise RuntimeError(f"the grading worker stopped (exit code {self.process.poll()})")
-        return json.loads(data)
+        """The worker's next message."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.sock], [], [], left)[0]:
+                raise TimeoutError("the grading worker does not answer")
+            data = self.sock.recv(4096)
+            if not data:
+                raise RuntimeError(f"the grading worker stopped (exit code {self.process.poll()})")
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
 
     def run(self, spec: dict, *, unit_timeout: float, job_timeout: float) -> JobResult:
         """Run one job; kill it when a unit takes longer than ``unit_timeout`` or all of it than ``job_timeout``."""
         job_r, job_w = os.pipe()
         res_r, res_w = os.pipe()
-        socket.send_fds(self.sock, [json.dumps({"op": "run"}).encode()], [job_r, res_w])
+        socket.send_fds(self.sock, [_line({"op": "run"})], [job_r, res_w])
         os.close(job_r)
         os.close(res_w)
         pid = self._receive(timeout=60)["pid"]
@@ -120,11 +127,15 @@ class Worker:
 
     def close(self) -> None:
         try:
-            self.sock.send(json.dumps({"op": "stop"}).encode())
+            self.sock.sendall(_line({"op": "stop"}))
             self.process.wait(timeout=10)
         except Exception:  # noqa: BLE001 - a worker that does not stop is killed
             self.process.kill()
         self.sock.close()
+
+
+def _line(message: dict) -> bytes:
+    return (json.dumps(message) + "\n").encode()
 
 
 def _write_all(fd: int, data: bytes) -> None:
