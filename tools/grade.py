@@ -76,7 +76,8 @@ def grade(submissions: str | Path, out: str | Path = OUT, *, notebooks: str | Pa
         memory_gb: Memory a job may use. Default: 4.
         secret: The grading secret (hidden seeds). Default: ``GRADING_SECRET`` or ``<course>/.grading_secret``.
         hidden: A file like tools/grading/hidden.py with the lecturer's own variants. Default: that file.
-        isolation: "auto" (namespaces where the system allows them) or "none".
+        isolation: "auto" (namespaces where the system allows them), "none", or "user" (an unprivileged user
+            namespace even as root: what a lecturer without root gets).
 
     Returns:
         The graded rows, in the order of grades.csv.
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-gb", type=float, default=4.0, help="memory per job (4)")
     parser.add_argument("--hidden", help="the lecturer's hidden variants (default tools/grading/hidden.py)")
     parser.add_argument("--course", default=str(COURSE), help="the nbgrader course (for its gradebook and secret)")
-    parser.add_argument("--isolation", choices=("auto", "none"), default="auto")
+    parser.add_argument("--isolation", choices=("auto", "none", "user"), default="auto")
     parser.add_argument("--quiet", action="store_true", help="no line per submission")
     args = parser.parse_args(argv)
     grade(args.submissions, args.out, workers=args.workers, timeout=args.timeout, memory_gb=args.memory_gb,

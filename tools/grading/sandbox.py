@@ -128,7 +128,9 @@ def supported() -> bool:
 
 
 def enter_namespaces(isolation: str) -> None:
-    """Move this process into new namespaces (its next child is PID 1 of the new PID namespace)."""
+    """Move this process into new namespaces (its next child is PID 1 of the new PID namespace). In a user namespace
+    the process can map only its own user id: the job keeps it (a lecturer's own id; root's, when root asks for
+    this mode to try it), without any capability."""
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if isolation == "namespaces (user)":
         uid, gid = os.getuid(), os.getgid()
@@ -182,13 +184,14 @@ def limit(*, memory_bytes: int, file_mb: int, processes: int | None, cpu_seconds
 
 
 def drop_privileges(isolation: str) -> None:
-    """Root becomes ``nobody``; in a user namespace the job enters one more, keeping no capability over its mounts."""
-    if isolation == "namespaces (root)":
+    """Root becomes ``nobody`` (also without namespaces); in a user namespace the job enters one more, keeping no
+    capability over its mounts."""
+    if isolation == "namespaces (user)":
+        unshare(CLONE_NEWUSER)
+    elif os.geteuid() == 0:
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
-    elif isolation == "namespaces (user)":
-        unshare(CLONE_NEWUSER)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     prctl(PR_SET_DUMPABLE, 0)
 

@@ -31,7 +31,10 @@ def _job(config: dict, isolation: str, job_fd: int, result_fd: int, lifeline: in
     try:
         sandbox.die_with_parent()
         if isolation == "none":
-            os.chdir(tempfile.mkdtemp(prefix="job-", dir=config["scratch"]))
+            home = tempfile.mkdtemp(prefix="job-", dir=config["scratch"])
+            if os.geteuid() == 0:
+                os.chown(home, sandbox.NOBODY, sandbox.NOBODY)  # the job runs as nobody there
+            os.chdir(home)
         else:
             sandbox.build_root(config["root"], sandbox.readable_paths(config["readable"]), tmp_mb=config["tmp_mb"])
             os.chdir("/tmp")
@@ -197,7 +200,8 @@ def main() -> None:
     _warm_up(config.get("warmup", []))
     isolation = "none"
     if config["isolation"] != "none" and sandbox.supported():
-        for candidate in ("namespaces (root)", "namespaces (user)"):
+        candidates = ("namespaces (user)",) if config["isolation"] == "user" else ("namespaces (root)", "namespaces (user)")
+        for candidate in candidates:  # "user": what a lecturer without root gets, tried even as root
             if (candidate.endswith("(root)") and os.geteuid() != 0) or not _probe(config, candidate):
                 continue
             isolation = candidate
