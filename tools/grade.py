@@ -52,6 +52,7 @@ def _secret(value: str | None, course: Path) -> str:
 
 
 def _load_hidden(path: str | Path | None):
+    """The hidden variants: tools/grading/hidden.py, or the lecturer's own file of the same form."""
     if path is None:
         return default_hidden
     import importlib.util
