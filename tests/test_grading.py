@@ -407,3 +407,16 @@ def test_every_check_cell_gets_check_function_from_the_course_module():
             binding = [s for u in plan.units for s in slicing.statements(u.source) if "check_function" in s.defs]
             assert binding and all(s.source.startswith(tuple(f"from {m} import" for m in course.CHECK_MODULES))
                                    for s in binding), (assignment, plan.exercise.name)
+
+
+def test_a_notebook_without_nbgrader_metadata_is_matched_by_content():
+    """A notebook rebuilt by copy and paste lost its cell ids: its exercise and check cells are found by content."""
+    path = course.NOTEBOOKS / "05_style_transfer.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    tasks = course.exercises(notebook)
+    bare = copy.deepcopy(notebook)
+    for cell in bare.cells:
+        cell.metadata = {}
+    bare.cells[tasks[1].check].source += "\nprint('my own line')"  # the second check is changed after all
+    plans = submission.plan(notebook, bare, tasks)
+    assert [(p.status, bool(p.units)) for p in plans] == [(None, True), ("tampered", False)]

@@ -110,13 +110,14 @@ def _match(course: nbformat.NotebookNode, work: nbformat.NotebookNode, tasks: li
             matched[index], anchor = cell, index
         elif cell.cell_type == "code":
             added.append((anchor, cell))
-    for task in tasks:  # a solution cell that lost its metadata: the one defining the exercise's function
-        if task.solution not in matched:
-            for pair in added:
-                if re.search(rf"^def {re.escape(task.name)}\s*\(", pair[1].source, re.M):
-                    matched[task.solution] = pair[1]
-                    added.remove(pair)
-                    break
+    for task in tasks:  # cells that lost their metadata (a notebook rebuilt by copy and paste): found by content
+        wanted = ((task.solution, lambda source: re.search(rf"^def {re.escape(task.name)}\s*\(", source, re.M)),
+                  (task.check, lambda source: normalized(source) == normalized(course.cells[task.check].source)))
+        for index, fits in wanted:
+            pair = next((p for p in added if index not in matched and fits(p[1].source)), None)
+            if pair is not None:
+                matched[index] = pair[1]
+                added.remove(pair)
     return matched, added
 
 
