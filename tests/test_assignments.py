@@ -74,3 +74,20 @@ def test_a_solution_that_grading_could_not_run_is_refused(tmp_path):
                                        "twice, lambda x: 2 * x, lambda g: (torch.rand(2, generator=g),))")]
     with pytest.raises(ValueError, match="helper"):
         source_notebook(nbformat.v4.new_notebook(cells=cells))
+
+
+def test_no_solution_reaches_the_release_through_widget_states_or_raw_cells():
+    """Issue 20 (class 9) for nbgrader's release: it copies saved widget states and never strips raw cells."""
+    from assignments import source_notebook
+
+    def notebook(*extra):
+        cells = [nbformat.v4.new_code_cell("import torch"),
+                 nbformat.v4.new_code_cell("def twice(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
+                 nbformat.v4.new_code_cell(f"from {course.check_module().__name__} import check_function\n"
+                                           "check_function(twice, lambda x: x + x, lambda g: (torch.rand(2, generator=g),))"),
+                 *extra]
+        return nbformat.v4.new_notebook(cells=cells, metadata={"widgets": {"state": {"answer": 42}}})
+
+    assert "widgets" not in source_notebook(notebook()).metadata
+    with pytest.raises(ValueError, match="raw cell holds a solution"):
+        source_notebook(notebook(nbformat.v4.new_raw_cell("### BEGIN SOLUTION\n42\n### END SOLUTION")))

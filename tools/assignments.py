@@ -24,7 +24,7 @@ import nbformat
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # tools, the course
 
 from grading import hidden, slicing, submission  # noqa: E402
-from grading.course import (COURSE, NOTEBOOKS, assignments, exercises, tools_on_path,  # noqa: E402
+from grading.course import (COURSE, NOTEBOOKS, assignments, exercises, has_solution, tools_on_path,  # noqa: E402
                             with_nbgrader_metadata)
 
 COURSE_ID = "cnn-course"
@@ -44,8 +44,12 @@ c.ExecutePreprocessor.timeout = 600
 
 def source_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The nbgrader source version of a course notebook (outputs cleared), after checking its exercises' programs."""
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "raw" and has_solution(cell.source):  # nbgrader releases raw cells as they are
+            raise ValueError(f"cell {index}: a raw cell holds a solution; nbgrader would hand it out (make it markdown)")
     tasks = exercises(notebook, hidden.POINTS)
     tagged = with_nbgrader_metadata(notebook, tasks)
+    tagged.metadata.pop("widgets", None)  # saved widget states show the solution's results; nbgrader would copy them
     for cell in tagged.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -2,7 +2,7 @@
 
 Used by ``tools/assignments.py`` (``make assignments``) and ``tools/grade.py`` (``make grade``).
 
-An exercise is a solution cell (one holding ``### BEGIN SOLUTION``) and the check cell that follows it (the first
+An exercise is a solution cell (one holding ``### BEGIN SOLUTION``, by nbgrader's rule any line with ``BEGIN SOLUTION``) and the check cell that follows it (the first
 cell calling ``check_function``/``check_close`` before the next solution cell). It is named after the function
 the solution cell defines (``my_saliency``): that name is the ``exercise`` column of grades.csv, the solution
 cell's nbgrader ``grade_id`` and, with ``check_`` in front, the check cell's.
@@ -17,15 +17,12 @@ from pathlib import Path
 
 import nbformat
 
-# ---- The only imports from the course's own code. When cnn_helpers is split into sub-packages the build half of
-# ---- cnn_helpers/exercises.py becomes tools/exercises.py (drop the fallback line) and the in-notebook checks move
-# ---- to cnn_helpers.core.exercises (already listed first below).
-try:
-    from exercises import BEGIN, CHECK_TAG, END, is_check_cell, strip_solutions  # tools/exercises.py
-except ImportError:
-    from cnn_helpers.exercises import BEGIN, CHECK_TAG, END, is_check_cell, strip_solutions
-CHECK_MODULES = ("cnn_helpers.core.exercises", "cnn_helpers.exercises")  # where check cells import check_function
-DATA_MODULES = ("cnn_helpers.core.data", "cnn_helpers.data")  # the one with data_dir()
+# The only imports from the course's own code: the build half of the exercises (markers, stripping) is tools/exercises.py,
+# the in-notebook checks are cnn_helpers.core.exercises.
+from exercises import BEGIN, CHECK_TAG, END, has_solution, is_check_cell, strip_solutions  # tools/exercises.py
+
+CHECK_MODULES = ("cnn_helpers.core.exercises",)  # where check cells import check_function
+DATA_MODULES = ("cnn_helpers.core.data",)  # the one with data_dir()
 PACKAGE = "cnn_helpers"  # code in this package is "the course's own implementation" (the tripwire's side)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +31,7 @@ COURSE = ROOT / "build" / "course"
 _ID = re.compile(r"[^A-Za-z0-9_\-]")
 
 __all__ = ["BEGIN", "END", "CHECK_TAG", "CHECK_MODULES", "PACKAGE", "Exercise", "exercises", "assignments",
-           "is_check_cell", "strip_solutions", "normalized", "cell_id", "data_dir", "check_module"]
+           "has_solution", "is_check_cell", "strip_solutions", "normalized", "cell_id", "data_dir", "check_module"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ def exercises(notebook: nbformat.NotebookNode, points: dict[str, float] | None =
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
-        if BEGIN in cell.source:
+        if has_solution(cell.source):
             if pending is not None:
                 raise ValueError(f"cell {pending}: solution cell without a check cell before the next solution cell")
             pending = index
@@ -88,7 +85,7 @@ def assignments(notebooks: Path = NOTEBOOKS) -> dict[str, Path]:
     """``{assignment id: instructor notebook}`` for every notebook with exercises (the id is the file's stem)."""
     found = {}
     for path in sorted(Path(notebooks).glob("*.ipynb")):
-        if BEGIN in path.read_text(encoding="utf-8"):
+        if any(has_solution(cell.source) for cell in nbformat.read(path, as_version=4).cells):
             found[path.stem] = path
     return found
 
