@@ -89,7 +89,7 @@ class State:
         """One run of the course's own check: passed, or the reason it did not."""
         self.not_implemented, self.returned = False, 0
         try:
-            self.original(student, reference, make_inputs, **kw)
+            self.original(student, reference, make_inputs, timeout=None, **kw)  # the grader's own time limit applies
             return {"ok": True}
         except AssertionError as err:  # CheckFailed, or the student's function raised (the message says what)
             return {"ok": False, "message": _short(str(err)), "error": err, "not_implemented": self.not_implemented}
@@ -116,7 +116,8 @@ def graded_check(state: State) -> Callable:
     hidden = state.spec["hidden"]
 
     def check_function(student, reference, make_inputs, *, trials: int = 3, seed: int = 0,
-                       atol: float = 1e-5, rtol: float = 1e-4) -> None:
+                       atol: float = 1e-5, rtol: float = 1e-4, timeout: float | None = None) -> None:
+        # timeout: accepted as in the course's check_function; the grader's per-cell limit applies instead
         call = {"runs": []}
         state.calls.append(call)
         number = len(state.calls) - 1
