@@ -177,8 +177,8 @@ def test_check_function_passes_side_effects_the_reference_has_too():
 def test_check_function_fails_another_dtype_and_refuses_no_trials():
     with pytest.raises(exercises.CheckFailed, match="dtype torch.float32, got torch.float64"):
         exercises.check_function(lambda model, x: _logits(model, x).double(), _logits, _model_inputs)
-    for trials in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="trials must be a positive int"):
+    for trials in (0, -1, 1.5, True, 10**12):
+        with pytest.raises(ValueError, match="trials must be a positive int up to 1000"):
             exercises.check_function(_logits, _logits, _model_inputs, trials=trials)
     with pytest.raises(TypeError, match="make_inputs must return a tuple"):
         exercises.check_function(lambda x: x, lambda x: x, lambda g: torch.rand(2, generator=g))
@@ -204,3 +204,20 @@ def test_check_function_stops_an_endless_loop():
     for bad in (0, -1.0, float("inf"), "60"):
         with pytest.raises(ValueError, match="timeout must be"):
             exercises.check_function(lambda x: x, lambda x: x, make, timeout=bad)
+
+
+def test_check_function_fails_a_student_who_replaces_or_adds_part_of_the_model():
+    def replaces_the_head(model, x):
+        out = _logits(model, x)
+        model[2] = nn.Linear(4, 2)
+        return out
+
+    def adds_a_softmax(model, x):
+        out = _logits(model, x)
+        model.append(nn.Softmax(dim=1))
+        return out
+
+    with pytest.raises(exercises.CheckFailed, match=r"changed argument `model`'s '2.weight': values"):
+        exercises.check_function(replaces_the_head, _logits, _model_inputs)
+    with pytest.raises(exercises.CheckFailed, match="changed what argument `model` holds"):
+        exercises.check_function(adds_a_softmax, _logits, _model_inputs)

@@ -53,6 +53,7 @@ def check_close(actual: Any, expected: Any, *, atol: float = 1e-5, rtol: float =
     Raises:
         CheckFailed: The first part that differs, e.g. ``result[1]['early']: expected dtype torch.float32 ...``.
     """
+    _check_tolerances(atol, rtol)
     if isinstance(expected, (tuple, list)):
         if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
             raise CheckFailed(f"{what}: expected a sequence of {len(expected)} items, got {_kind(actual)}")
@@ -102,14 +103,18 @@ def _check_array(actual: Any, expected: Any, *, atol: float, rtol: float, what: 
         actual, expected = torch.from_numpy(np.ascontiguousarray(actual)), torch.from_numpy(np.ascontiguousarray(expected))
     elif actual.device != expected.device:
         raise CheckFailed(f"{what}: expected a tensor on {expected.device}, got one on {actual.device}")
-    wide = torch.complex128 if expected.is_complex() else torch.float64
-    a, e = actual.detach().cpu().to(wide), expected.detach().cpu().to(wide)
+    a, e = _wide(actual), _wide(expected)
     if not torch.allclose(a, e, atol=atol, rtol=rtol, equal_nan=True):
         nan = torch.isnan(a) != torch.isnan(e)
         if nan.any():
             raise CheckFailed(f"{what}: NaN at {int(nan.sum())} places where the other result has a number")
         diff = (a - e).abs().nan_to_num(0.0)
         raise CheckFailed(f"{what}: values differ, largest difference {diff.max().item():.3g}")
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """float64 (complex128) on the CPU: what results are compared in."""
+    return tensor.detach().cpu().to(torch.complex128 if tensor.is_complex() else torch.float64)
 
 
 def _check_number(actual: Any, expected: Any, *, atol: float, rtol: float, what: str) -> None:
@@ -233,12 +238,14 @@ def _check_side_effects(student_args: Sequence[Any], reference_args: Sequence[An
                         atol: float, rtol: float, what: str) -> None:
     """The student's function must leave its arguments as the reference leaves its copies."""
     for arg, ref, name in zip(student_args, reference_args, names):
-        for (part, mine), (_, theirs) in zip(_state(arg, name), _state(ref, name)):
+        mine_parts, their_parts = list(_state(arg, name)), list(_state(ref, name))
+        if [p for p, _ in mine_parts] != [p for p, _ in their_parts]:
+            raise CheckFailed(f"{what}: your function changed what {name} holds (its modules, parameters or items "
+                              "differ from what the reference leaves)")
+        for (part, mine), (_, theirs) in zip(mine_parts, their_parts):
             if isinstance(theirs, torch.Tensor) and isinstance(mine, torch.Tensor):
-                same = mine.shape == theirs.shape and torch.allclose(
-                    mine.cpu().to(torch.complex128 if theirs.is_complex() else torch.float64),
-                    theirs.cpu().to(torch.complex128 if theirs.is_complex() else torch.float64),
-                    atol=atol, rtol=rtol, equal_nan=True)
+                same = mine.shape == theirs.shape and mine.dtype == theirs.dtype and \
+                    torch.allclose(_wide(mine), _wide(theirs), atol=atol, rtol=rtol, equal_nan=True)
             else:
                 same = type(mine) is type(theirs) and mine == theirs
             if not same:
@@ -250,15 +257,28 @@ def _change(mine: Any, theirs: Any) -> str:
         return " (the reference leaves it as it was given)"
     if theirs is None:
         return " (it left a gradient there; the reference leaves none)"
+    if mine is None:
+        return " (it removed a gradient the reference leaves)"
     return f" (the reference leaves it {theirs}, yours left it {'none' if mine is None else mine})"
 
 
-def _check_options(student: Any, reference: Any, make_inputs: Any, trials: Any, timeout: Any) -> None:
+MAX_TRIALS = 1000  # random inputs per check: more says nothing new and could run for hours
+
+
+def _check_tolerances(atol: Any, rtol: Any) -> None:
+    for arg, value in (("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ValueError(f"{arg} must be a finite number >= 0, got {value!r}")
+
+
+def _check_options(student: Any, reference: Any, make_inputs: Any, trials: Any, seed: Any, timeout: Any) -> None:
     for arg, value in (("student", student), ("reference", reference), ("make_inputs", make_inputs)):
         if not callable(value):
             raise TypeError(f"{arg} must be a function, got {type(value).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"trials must be a positive int (how many random inputs to try), got {trials!r}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise ValueError(f"trials must be a positive int up to {MAX_TRIALS} (how many random inputs), got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not 0 < timeout < math.inf):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
@@ -285,8 +305,8 @@ def check_function(
         student: The function the student wrote.
         reference: The package's tested implementation.
         make_inputs: ``generator -> tuple of positional arguments`` (fresh for each trial).
-        trials: How many random inputs (at least 1). Default: 3.
-        seed: Seed of the generator. Default: 0.
+        trials: How many random inputs (1 to 1000). Default: 3.
+        seed: Seed of the generator (>= 0). Default: 0.
         atol, rtol: Tolerances for :func:`check_close`.
         timeout: Seconds one call of the student's function may take (an endless loop fails the check instead of
             hanging the cell); None: no limit. Default: 60.
@@ -295,7 +315,8 @@ def check_function(
         CheckFailed: Not implemented yet, too slow, a different result or a side effect; the message says which.
         AssertionError: The student's function raised an error (its traceback follows).
     """
-    _check_options(student, reference, make_inputs, trials, timeout)
+    _check_options(student, reference, make_inputs, trials, seed, timeout)
+    _check_tolerances(atol, rtol)
     generator = torch.Generator().manual_seed(seed)
     name = getattr(student, "__name__", "your function")
     _PASSED.pop(name, None)
