@@ -9,7 +9,7 @@ TEST_ENV := $(BIN)/python tools/testenv.py
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab lab-student test test-ui unit notebooks site exercises bench refresh normalize clean
+.PHONY: help install lab lab-student test test-ui unit notebooks site exercises assignments grade bench refresh normalize clean
 
 help:
 	@echo "make lab          open JupyterLab on notebooks/ (sets everything up first)"
@@ -18,6 +18,8 @@ help:
 	@echo "make test-ui      JupyterLab and the site in a headless browser (installs Debian's chromium if missing)"
 	@echo "make site         execute the notebooks and write HTML to build/site/ (SOLUTIONS=0: build/site-student/)"
 	@echo "make exercises    write student and solution versions to build/exercises/"
+	@echo "make assignments  the nbgrader course in build/course/ (source/, release/, gradebook)"
+	@echo "make grade        grade SUBMISSIONS (default build/course/submitted) into GRADES (default build/grades)"
 	@echo "make bench        speed and memory against reference libraries -> bench/results.md"
 	@echo "make refresh      re-execute notebooks and store the outputs nbval compares"
 	@echo "make normalize    bring notebooks into their committed form without executing them"
@@ -65,6 +67,16 @@ site: install
 
 exercises: install
 	$(BIN)/python tools/exercises.py notebooks build/exercises
+
+# Graded assignments (README "Graded assignments"): nbgrader's course folder from the course's own markers, and a
+# sandboxed, fast autograder for what nbgrader collect or an LMS download gives (GRADE_ARGS e.g. --timeout 120).
+SUBMISSIONS ?= build/course/submitted
+GRADES ?= build/grades
+assignments: install
+	$(BIN)/python tools/assignments.py notebooks build/course
+
+grade: install
+	$(BIN)/python tools/grade.py $(SUBMISSIONS) $(GRADES) $(GRADE_ARGS)
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -35,3 +35,16 @@ def _seeded() -> None:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def nbgrader_course(tmp_path_factory) -> Path:
+    """The graded-assignments course (`make assignments`), built once per test run: source/, release/, gradebook."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from assignments import build
+
+    course = tmp_path_factory.mktemp("nbgrader") / "course"
+    build(ROOT / "notebooks", course, quiet=True)
+    return course

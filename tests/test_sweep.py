@@ -36,7 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cnn_helpers import adversarial, attribution, featurevis, nets, pretrained, style, training  # noqa: E402
-from cnn_helpers.core import data, hooks, plotting, repro  # noqa: E402
+from cnn_helpers.core import data, exercises, hooks, plotting, repro  # noqa: E402
 
 CLASSES = 5
 
@@ -189,6 +189,13 @@ SWEEP: list[Entry] = [
     # repro
     entry(repro.seed_everything, seed=3, kinds={"seed": "int0"}),
     entry(repro.get_device, prefer="cpu", kinds={"prefer": "device"}),
+    # exercise checks (every notebook's check cells)
+    entry(exercises.check_close, actual=Fresh(lambda: tiny_images()[0]), expected=Fresh(lambda: tiny_images()[0]),
+          kinds={"atol": "float0", "rtol": "float0"}),
+    entry(exercises.check_function, student=lambda x: x * 2, reference=lambda x: x + x,
+          make_inputs=lambda g: (torch.rand(2, 3, generator=g),), trials=2,
+          kinds={"trials": "count", "seed": "int0", "atol": "float0", "rtol": "float0", "timeout": "float+"},
+          expect={"timeout:none": "any"}),
     # networks
     entry(nets.plain_net, depth=8, widths=(2, 2, 2), kinds={"in_channels": "int+", "num_classes": None}),
     entry(nets.blocks_for_depth, depth=14),

@@ -98,3 +98,33 @@ def test_student_copies_never_overwrite_work(tmp_path, capsys):
 def test_generate_needs_a_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="source_dir"):
         exercises.generate(tmp_path / "missing", tmp_path / "out")
+
+
+# ---- issue 20, class 9: no solution leaks into a student notebook
+
+
+@pytest.mark.parametrize("begin, end", [("###BEGIN SOLUTION", "###END SOLUTION"), ("# BEGIN SOLUTION", "# END SOLUTION")])
+def test_markers_nbgrader_accepts_are_stripped_too(begin, end):
+    """nbgrader strips every line holding 'BEGIN SOLUTION' ... 'END SOLUTION'; so must the course's student version."""
+    source = SOLVED.replace(exercises.BEGIN, begin).replace(exercises.END, end)
+    student = exercises.strip_solutions(source)
+    assert "secret" not in student and "SOLUTION" not in student
+    assert "    raise NotImplementedError()" in student
+
+
+@pytest.mark.parametrize("marker", ["### begin solution", "### BEGIN  SOLUTION", "#BEGIN_SOLUTION"])
+def test_a_line_that_only_looks_like_a_marker_is_refused(marker):
+    source = SOLVED.replace(exercises.BEGIN, marker).replace(exercises.END, marker.replace("egin", "nd").replace("EGIN", "ND"))
+    with pytest.raises(ValueError, match="looks like a solution marker"):
+        exercises.strip_solutions(source)
+
+
+def test_raw_cells_and_widget_states_are_stripped():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_raw_cell(f"{exercises.BEGIN}\nthe answer is 42\n{exercises.END}"),
+                      nbformat.v4.new_code_cell(SOLVED)]
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {"value": "42"}}}}
+    student = exercises.make_student_notebook(notebook)
+    assert "42" not in nbformat.writes(student)
+    assert student.cells[0].source == exercises.TEXT_PLACEHOLDER
+    assert exercises.has_exercises(notebook) and not exercises.has_exercises(student)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["BEGIN", "END", "CHECK_TAG", "strip_solutions", "make_student_notebook", "has_exercises", "generate",
-           "student_copies", "is_check_cell"]
+__all__ = ["BEGIN", "END", "CHECK_TAG", "strip_solutions", "make_student_notebook", "has_exercises", "has_solution",
+           "generate", "student_copies", "is_check_cell"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -35,32 +35,54 @@ CODE_PLACEHOLDER = "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_PLACEHOLDER = "YOUR ANSWER HERE"
 CHECK_TAG = "raises-exception"  # Jupyter, nbclient and nbval go on past a failing cell with this tag
 
-_BLOCK = re.compile(r"^([ \t]*)" + re.escape(BEGIN) + r"[^\n]*\n.*?^[ \t]*" + re.escape(END) + r"[^\n]*$", re.M | re.S)
+# nbgrader's rule: a line that holds "BEGIN SOLUTION" starts a solution, one that holds "END SOLUTION" ends it
+# (so "###BEGIN SOLUTION" is a marker too). A line that only looks like one ("# begin solution") is refused.
+_OPENS, _CLOSES = "BEGIN SOLUTION", "END SOLUTION"
+_LOOKALIKE = re.compile(r"^\s*(#+|//|<!--)?\s*(begin|end)[\s_-]*solution\b", re.I)
+
+
+def has_solution(source: str) -> bool:
+    """Whether a cell's source holds a solution marker (nbgrader's rule: a line containing ``BEGIN SOLUTION``)."""
+    return _OPENS in source
 
 
 def strip_solutions(source: str, *, code: bool = True) -> str:
-    """Replace every ``BEGIN SOLUTION`` ... ``END SOLUTION`` block by a placeholder.
+    """Replace every ``BEGIN SOLUTION`` ... ``END SOLUTION`` block by a placeholder, as nbgrader does.
 
     Args:
         source: A cell's source text.
         code: True for code cells (placeholder raises ``NotImplementedError``, indented like the
-            marker), False for markdown (placeholder ``YOUR ANSWER HERE``).
+            marker), False for markdown and raw cells (placeholder ``YOUR ANSWER HERE``).
 
     Returns:
-        The source without solution text. Raises ``ValueError`` on unbalanced markers.
+        The source without solution text.
+
+    Raises:
+        ValueError: Unbalanced, nested or out-of-order markers, or a line that looks like a marker but is not one
+            (``# begin solution``): it would leave the solution in the student's version.
     """
-    if source.count(BEGIN) != source.count(END):
-        raise ValueError(f"unbalanced solution markers: {source.count(BEGIN)} x {BEGIN!r}, {source.count(END)} x {END!r}")
-
-    def replace(match: re.Match[str]) -> str:
-        indent = match.group(1)
-        text = CODE_PLACEHOLDER if code else TEXT_PLACEHOLDER
-        return "\n".join(indent + line for line in text.splitlines())
-
-    stripped = _BLOCK.sub(replace, source)
-    if BEGIN in stripped or END in stripped:
-        raise ValueError("solution markers are nested or out of order")
-    return stripped
+    lines = source.split("\n")
+    opens, closes = sum(_OPENS in line for line in lines), sum(_CLOSES in line for line in lines)
+    if opens != closes:
+        raise ValueError(f"unbalanced solution markers: {opens} x {BEGIN!r}, {closes} x {END!r}")
+    out, inside = [], False
+    for number, line in enumerate(lines, 1):
+        if _OPENS in line:
+            if inside:
+                raise ValueError(f"line {number}: solution markers are nested or out of order")
+            inside = True
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [indent + text for text in (CODE_PLACEHOLDER if code else TEXT_PLACEHOLDER).splitlines()]
+        elif _CLOSES in line:
+            if not inside:
+                raise ValueError(f"line {number}: solution markers are nested or out of order")
+            inside = False
+        elif _LOOKALIKE.search(line):
+            raise ValueError(f"line {number} looks like a solution marker but is not one: {line.strip()!r} "
+                             f"(write {BEGIN!r} and {END!r})")
+        elif not inside:
+            out.append(line)
+    return "\n".join(out)
 
 
 def is_check_cell(cell: nbformat.NotebookNode) -> bool:
@@ -69,11 +91,13 @@ def is_check_cell(cell: nbformat.NotebookNode) -> bool:
 
 
 def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of a solution notebook with solutions replaced, all outputs cleared and check cells tagged
-    ``raises-exception`` (so that running all cells goes on past an unfinished exercise)."""
+    """A copy of a solution notebook with solutions replaced (code, markdown and raw cells), all outputs and saved
+    widget states cleared and check cells tagged ``raises-exception`` (so that running all cells goes on past an
+    unfinished exercise)."""
     student = copy.deepcopy(notebook)
+    student.metadata.pop("widgets", None)  # saved widget states show the solution's results
     for cell in student.cells:
-        if cell.cell_type in ("code", "markdown"):
+        if cell.cell_type in ("code", "markdown", "raw"):
             cell.source = strip_solutions(cell.source, code=cell.cell_type == "code")
         if cell.cell_type == "code":
             cell.outputs = []
@@ -85,7 +109,8 @@ def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookN
 
 
 def has_exercises(notebook: nbformat.NotebookNode) -> bool:
-    return any(BEGIN in cell.source for cell in notebook.cells)
+    """Whether any cell of the notebook holds a solution."""
+    return any(has_solution(cell.source) for cell in notebook.cells)
 
 
 def generate(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
