@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # The test environment (fast, offline, no network, empty torch hub cache, OMP_NUM_THREADS pinned;
 # TEST_THREADS=1 on a busy machine) is defined once, in tools/testenv.py, and shared with `make refresh`.
 TEST_ENV := $(BIN)/python tools/testenv.py
+# `make test` runs TEST_WORKERS pytest workers side by side (pytest-xdist; each file, and each notebook, stays on one
+# worker) with the cores shared out between them (tools/testenv.py); TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= 2
+PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -48,7 +52,8 @@ lab-student: install
 	$(BIN)/jupyter lab --notebook-dir=student $(LAB_ARGS) $(ROOT_FLAG)
 
 test: install
-	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS)
+	TEST_WORKERS=$(TEST_WORKERS) $(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PARALLEL) --durations=10 \
+		$(PYTEST_ARGS)
 
 test-ui: install
 	tools/ensure_chromium.sh

@@ -1,13 +1,34 @@
-"""Test-run wide settings: headless plotting, and a run-time table per notebook at the end."""
+"""Test-run wide settings: headless plotting, how parallel workers share the run, a run-time table at the end."""
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
 
+import pytest
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 _durations: dict[str, float] = defaultdict(float)
+
+
+def _longest_first(item) -> int:
+    path = item.nodeid.split("::")[0]
+    return 0 if path.endswith("test_notebooks_any_model.py") else 1 if path.endswith(".ipynb") else 2
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """On `make test`'s parallel workers (pytest-xdist ``--dist loadfile --no-loadscope-reorder``): longest first.
+
+    Each file (a notebook's cells share one kernel) goes to one worker, in the order collected here: the
+    any-model notebook runs, then the notebooks, then the unit tests, so that no long file starts last while
+    the other worker idles. A single process keeps pytest's own order.
+    """
+    result = yield
+    if hasattr(config, "workerinput"):
+        items.sort(key=_longest_first)
+    return result
 
 
 def pytest_runtest_logreport(report) -> None:
@@ -26,3 +47,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if notebooks:
         terminalreporter.write_line(f"{'notebooks total':<48} {sum(_durations[k] for k in notebooks):7.1f} s")
     terminalreporter.write_line(f"{'total':<48} {sum(_durations.values()):7.1f} s")
+    workers = terminalreporter.config.getoption("numprocesses", None)
+    if workers:
+        terminalreporter.write_line(f"(times summed over {workers} parallel workers: the wall time is the line below)")
+
+

@@ -2,8 +2,10 @@
 
 Occlusion (VGG-16, ResNet-50, EfficientNet-Lite0; windows 32/stride 16 and 16/8): the exact incremental path
 and the approximate one against our plain batched path and against Captum's ``Occlusion`` at its fastest
-``perturbations_per_eval`` (of 1, 4, 16, picked on a short run). Beside each ratio: the ceiling that counting
-multiply-accumulates allows (``attribution.occlusion_plan``), the approximate map's correlation with the exact
+``perturbations_per_eval`` (of 1, 4, 16, picked on a short run); our batched path likewise runs at its fastest
+``perturbations_per_eval`` (of the default, 1, 4, 16, 64), so that it is the best plain baseline there is. Beside
+each ratio: the ceiling that counting multiply-accumulates allows (``attribution.occlusion_plan``; the run fails
+when a speed-up exceeds it, see run.py), the approximate map's correlation with the exact
 one, and peak memory (resident, above what was in use before; Linux). The batched path and Captum cost the
 same per window at any stride, so at stride 8 they are timed at stride 16 and scaled by the window count
 (``BENCH_OCCLUSION_FULL=1`` times them in full: about 4x longer). VGG-16 and ResNet-50 have random weights
@@ -38,6 +40,7 @@ from cnn_helpers.pretrained.models import (IMAGENET_MEAN, IMAGENET_STD, WHEEL_MO
 SIZE = 224
 OCCLUSION_MODELS = ("vgg16", "resnet50", "efficientnet_lite0")
 CAPTUM_PER_EVAL = (1, 4, 16)
+BATCHED_PER_EVAL = (None, 1, 4, 16, 64)  # None: occlusion_map's own default (activations under 24 MB per batch)
 OCCLUSION_FULL = os.environ.get("BENCH_OCCLUSION_FULL") == "1"
 
 
@@ -95,11 +98,21 @@ def _captum_best(model: torch.nn.Module, x: torch.Tensor, target: int) -> int:
     return min(times, key=times.get)
 
 
+def _batched_best(model: torch.nn.Module, x: torch.Tensor, target: int) -> int | None:
+    """Our batched path's fastest perturbations_per_eval among BATCHED_PER_EVAL, timed on a short run (window 32,
+    stride 32)."""
+    def batched(per_eval):
+        return lambda: attr.occlusion_map(model, x, target, window=32, stride=32, method="batched",
+                                          perturbations_per_eval=per_eval)
+    times = fastest({per_eval: batched(per_eval) for per_eval in BATCHED_PER_EVAL}, 1)
+    return min(times, key=times.get)
+
+
 def _windows(window: int, stride: int) -> int:
     return len(window_offsets(SIZE, window, stride)) ** 2
 
 
-def _occlusion_case(model, x, target, window, stride, captum_per_eval) -> dict:
+def _occlusion_case(model, x, target, window, stride, captum_per_eval, batched_per_eval) -> dict:
     """Seconds and peak memory of batched, Captum, exact and approximate occlusion (each run once), and the
     approximate map's correlation with the exact one."""
     results, memory = {}, {}
@@ -109,9 +122,10 @@ def _occlusion_case(model, x, target, window, stride, captum_per_eval) -> dict:
             results[name], memory[name] = peak_memory(call)
         return go
 
-    run = lambda method, s=stride: lambda: attr.occlusion_map(model, x, target, window=window, stride=s, method=method)  # noqa: E731
+    run = lambda method, s=stride, per_eval=None: lambda: attr.occlusion_map(  # noqa: E731
+        model, x, target, window=window, stride=s, method=method, perturbations_per_eval=per_eval)
     proxy = stride if OCCLUSION_FULL or stride == 16 else 16  # the reference paths' cost per window is the same
-    times = fastest({"batched": measured("batched", run("batched", proxy)),
+    times = fastest({"batched": measured("batched", run("batched", proxy, batched_per_eval)),
                      "captum": measured("captum", _captum_occlusion(model, x, target, window, proxy, captum_per_eval)),
                      "exact": measured("exact", run("incremental")),
                      "approximate": measured("approximate", run("approximate"))}, rounds=1)
@@ -130,11 +144,11 @@ def _occlusion() -> list[dict]:
         model, weights = _occlusion_model(name)
         with torch.no_grad():
             target = model(x).argmax(1).item()
-        captum_per_eval = _captum_best(model, x, target)
+        captum_per_eval, batched_per_eval = _captum_best(model, x, target), _batched_best(model, x, target)
         for window, stride in ((32, 16), (16, 8)):
             plan = attr.occlusion_plan(model, x, window=window, stride=stride)
             full, recomputed = plan.macs()
-            case = _occlusion_case(model, x, target, window, stride, captum_per_eval)
+            case = _occlusion_case(model, x, target, window, stride, captum_per_eval, batched_per_eval)
             t, ceiling = case["times"], plan.ceiling()
             title = f"occlusion {name} ({weights}), {SIZE} px, window {window}, stride {stride} ({len(plan.windows)} windows)"
             scaled = " (timed at stride 16, scaled)" if case["scaled"] else ""
@@ -146,13 +160,13 @@ def _occlusion() -> list[dict]:
                             f"speed-up {speedup:.2f}x = {speedup / ceiling:.0%} of the MAC ceiling {ceiling:.2f}x "
                             f"({recomputed / full:.0%} of the MACs per window){mem}"
                             + ("" if case["difference"] is None else f"; maps equal to {case['difference']:.0e} of their range"),
-                            "batched" + scaled))
+                            f"batched, ppe={batched_per_eval or 'default'}" + scaled, ceiling=ceiling))
             rows.append(row(f"{title}: exact vs Captum", t["exact"], t["captum"],
                             f"speed-up {t['captum'] / t['exact']:.2f}x; MAC ceiling {ceiling:.2f}x",
                             f"Captum Occlusion, ppe={captum_per_eval}{scaled}"))
             rows.append(row(f"{title}: approximate", t["approximate"], t["batched"],
                             f"speed-up {t['batched'] / t['approximate']:.2f}x, map correlation with exact {case['corr']:.3f}; "
-                            f"exact MAC ceiling {ceiling:.2f}x", "batched" + scaled))
+                            f"exact MAC ceiling {ceiling:.2f}x", f"batched, ppe={batched_per_eval or 'default'}" + scaled))
             print(rows[-3]["note"], rows[-2]["note"], rows[-1]["note"], sep="\n", flush=True)
     return rows
 

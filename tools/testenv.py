@@ -18,9 +18,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def workers() -> int:
+    """How many pytest workers run side by side: ``TEST_WORKERS`` (default 1; `make test` passes 2)."""
+    value = os.environ.get("TEST_WORKERS") or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"TEST_WORKERS must be a whole number >= 1; got {value!r}")
+    return int(value)
+
+
 def threads() -> str:
-    """The thread count for the test run: ``TEST_THREADS``, else min(2, cores)."""
-    return os.environ.get("TEST_THREADS") or str(min(2, os.cpu_count() or 1))
+    """The threads per worker: ``TEST_THREADS``, else min(2, cores) shared by the workers (at least 1 each).
+
+    Workers times threads stays within the cores, so parallel workers never oversubscribe the machine.
+    """
+    return os.environ.get("TEST_THREADS") or str(max(1, min(2, os.cpu_count() or 1) // workers()))
 
 
 def test_environment(root: Path = ROOT) -> dict[str, str]:
