@@ -17,23 +17,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnn_helpers.core.checks import Target, check_images, check_model, check_target, gather
+from cnn_helpers.core.checks import Target, check_images, check_layers, check_model, check_target, gather
 from cnn_helpers.core.ops import relative_error
 from cnn_helpers.core.state import evaluating, model_device
-from cnn_helpers.style.gram import check_map_sizes, feature_maps, gram_matrix, tap_layers
+from cnn_helpers.style.gram import check_forward_memory, check_map_sizes, feature_maps, gram_matrix, tap_layers
 
 __all__ = ["style_distance", "class_rank", "ssim"]
 
 
 @torch.no_grad()
 def style_distance(model: nn.Module, images: torch.Tensor, style: torch.Tensor, *,
-                   layers: list[str] | tuple[str, ...]) -> torch.Tensor:
+                   layers: str | list[str] | tuple[str, ...]) -> torch.Tensor:
     """Relative distance of feature statistics (means + centred Gram) to those of ``style``: (N,).
 
     Args:
         model: The judging network (another one than the optimization used), e.g. ``load_pretrained("efficientnet_lite2")``.
         images: (N, 3, H, W) in [0, 1]. style: (1, 3, H', W') in [0, 1].
-        layers: The judge's style layers (its ``info.style_layers``).
+        layers: The judge's style layers (its ``info.style_layers``), or a single layer name.
 
     Returns:
         (N,): mean over layers of ``||G - G_s||²/||G_s||² + ||μ - μ_s||²/||μ_s||²``; the content image's value
@@ -44,9 +44,11 @@ def style_distance(model: nn.Module, images: torch.Tensor, style: torch.Tensor, 
     """
     check_model(model)
     check_images(style, name="style", model=model)
+    layers = check_layers(model, layers)
+    check_forward_memory(style, 1, False, "style_distance's style")
     with evaluating(model):
         maps = feature_maps(model, images, layers)
-        reference = tap_layers(model, style, list(layers))
+        reference = tap_layers(model, style, layers)
     check_map_sizes(maps, images, "images")
     check_map_sizes(reference, style, "style")
     total = 0.0

@@ -30,7 +30,7 @@ from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled
-from cnn_helpers.style.gram import (check_map_sizes, content_loss, style_loss, style_targets, tap_layers,
+from cnn_helpers.style.gram import (VALUES_PER_INPUT_VALUE, check_map_sizes, content_loss, style_loss, style_targets, tap_layers,
                                     unchecked_style_maps, upsample_by)
 
 __all__ = ["style_transfer", "synthesize_texture", "STYLE_OPTIMIZERS", "STARTS"]
@@ -38,9 +38,6 @@ __all__ = ["style_transfer", "synthesize_texture", "STYLE_OPTIMIZERS", "STARTS"]
 STYLE_OPTIMIZERS = ("lbfgs", "adam")
 STARTS = ("content", "noise")  # where style transfer starts: the content image or noise
 Losses = dict[str, list[float]]  # per evaluation: "loss", "style", "content", "seconds"
-# values autograd keeps per input value for the backward pass: the sum of all layer outputs per input value,
-# measured on meta: EfficientNet-Lite0 131, ResNet-50 213, VGG-19 208 (the taps stop before the last layers)
-ACTIVATIONS_PER_VALUE = 150
 Callback = Callable[[int, torch.Tensor], None]
 
 
@@ -101,7 +98,7 @@ def _check_budget(model: nn.Module, like: torch.Tensor, shapes: list[tuple[int, 
     evaluations = steps * (1.25 if optimizer == "lbfgs" else 1.0)  # the strong-Wolfe line search evaluates ~1.25x
     biggest = max(shapes, key=lambda s: s[-2] * s[-1])
     values = biggest[0] * 3 * biggest[-2] * biggest[-1] * upsample**2
-    check_memory(values * ACTIVATIONS_PER_VALUE * like.element_size(), what, "use a smaller size or upsample")
+    check_memory(values * VALUES_PER_INPUT_VALUE[True] * like.element_size(), what, "use a smaller size or upsample")
     check_steps(evaluations * len(shapes), what, "use fewer steps")
     net_input = like.new_empty(1).expand(1, 3, biggest[-2] * upsample, biggest[-1] * upsample)  # a shape, no memory
     passes = evaluations * sum(n * h * w for n, _, h, w in shapes) / (biggest[-2] * biggest[-1])  # in biggest images
