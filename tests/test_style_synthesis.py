@@ -8,6 +8,7 @@ from test_style_gram import LAYERS, tiny_model
 from cnn_helpers.core.data import load_image, resize
 from cnn_helpers.pretrained.models import load_pretrained
 from cnn_helpers.style.evaluation import class_rank, style_distance
+from cnn_helpers import style
 from cnn_helpers.style.synthesis import style_transfer, synthesize_texture
 
 
@@ -161,3 +162,27 @@ def test_a_huge_style_image_is_refused_before_any_work(generator):
         handle.remove()
     assert not calls
     assert_unchanged(before, snapshot(model))
+
+
+def test_a_students_style_loss_is_the_one_minimized(generator):
+    model, content = tiny_model(generator), torch.rand(1, 3, 8, 8, generator=generator)
+    style_image = torch.rand(1, 3, 8, 8, generator=generator)
+    options = {"style_layers": LAYERS, "content_layers": LAYERS[-1:], "steps": 3, "optimizer": "adam"}
+    calls = []
+
+    def mine(features, targets):
+        calls.append(sorted(targets))
+        return style.style_loss(features, targets)
+    default, _ = style_transfer(model, content, style_image, **options)
+    own, _ = style_transfer(model, content, style_image, style_loss_fn=mine, **options)
+    assert calls and calls[0] == sorted(["pixels", *LAYERS]) and torch.equal(own, default)
+    doubled, history = style_transfer(model, content, style_image, style_loss_fn=lambda f, t: 2 * mine(f, t), **options)
+    assert not torch.equal(doubled, default)
+    texture, _ = synthesize_texture(model, style_image, size=8, style_layers=LAYERS, steps=2, style_loss_fn=mine,
+                                    generator=generator)
+    assert texture.shape == (1, 3, 8, 8)
+    with pytest.raises(TypeError, match="style_loss_fn must be a function"):
+        style_transfer(model, content, style_image, style_loss_fn="mine", **options)
+    with pytest.raises(ValueError, match=r"style_loss_fn must return one loss per image, shape \(1,\)"):
+        style_transfer(model, content, style_image, style_loss_fn=lambda f, t: mine(f, t).sum() * torch.ones(2),
+                       **options)
