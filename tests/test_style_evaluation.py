@@ -44,3 +44,20 @@ def test_ssim_matches_scikit_image(generator):
     assert ssim(torch.cat([a, b]), b).tolist() == pytest.approx([expected, 1.0])
     with pytest.raises(ValueError, match="reference .* must be one image or one per image"):
         ssim(a, b[..., :10])
+
+
+def test_spectrum_distance_by_hand(generator):
+    from cnn_helpers.style import spectrum_distance
+    noise = torch.rand(1, 3, 32, 40, generator=generator) - 0.5
+    faint, strong = 0.5 + 0.04 * noise, 0.5 + 0.4 * noise  # 10x the contrast: 100x the power in every band
+    torch.testing.assert_close(spectrum_distance(strong, faint), torch.tensor([2.0]))  # two decades everywhere
+    shifted = faint.roll((5, 7), dims=(2, 3))  # the same texture elsewhere: the same spectrum
+    torch.testing.assert_close(spectrum_distance(torch.cat([faint, shifted]), faint), torch.zeros(2), atol=1e-4, rtol=0)
+    smooth = torch.nn.functional.avg_pool2d(faint, 5, stride=1, padding=2, count_include_pad=False)
+    assert spectrum_distance(smooth, faint) > 0.5  # blurring removes the fine scales
+    with pytest.raises(ValueError, match=r"reference must be one image"):
+        spectrum_distance(faint, torch.cat([faint, faint]))
+    with pytest.raises(ValueError, match=r"images of 8x8 px are too small for bins=12; use at least 24 px"):
+        spectrum_distance(faint[..., :8, :8], faint)
+    with pytest.raises(TypeError, match="bins"):
+        spectrum_distance(faint, faint, bins=2.5)

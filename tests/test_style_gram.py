@@ -2,10 +2,12 @@
 
 import pytest
 import torch
-from helpers import assert_unchanged, hooks, mixed_mode, snapshot
+import torchvision
+from helpers import assert_unchanged, hooks, mixed_mode, randomize_batch_norm, snapshot
 from torch import nn
 
 from cnn_helpers import style
+from cnn_helpers.core.memory import CostWarning
 from cnn_helpers.pretrained.models import ImageClassifier, Normalize
 
 LAYERS = ["net.1", "net.3"]
@@ -145,3 +147,119 @@ def test_gram_matrix_refuses_values_that_would_give_nan():
             style.gram_matrix(bad)
     with pytest.raises(TypeError, match="centred"):
         style.gram_matrix(torch.ones(1, 2, 3, 3), centred=1)
+
+
+def _wrap(net: nn.Module) -> nn.Module:
+    return ImageClassifier(net, Normalize((0.5,) * 3, (0.25,) * 3)).eval()
+
+
+def _gram_by_hand(f: torch.Tensor) -> torch.Tensor:
+    flat = f.flatten(2)
+    return torch.einsum("ncp,ndp->ncd", flat, flat) / flat.shape[-1]
+
+
+def test_an_in_place_relu_after_a_tapped_convolution_leaves_its_statistics_alone(generator):
+    """VGG's ReLU(inplace=True) right after the tapped convolution must not rectify the recorded map."""
+    torch.manual_seed(0)
+    model = _wrap(torchvision.models.vgg11())
+    x = torch.rand(1, 3, 32, 32, generator=generator)
+    with torch.no_grad():
+        conv = model.net.features[0](model.normalize(x))  # by hand: the convolution's output, before the ReLU
+    assert (conv < -0.01).any(), "the ReLU would change this map"
+    layers = ["net.features.0", "net.features.3"]  # a later tap: the pass runs through the in-place ReLU
+    targets = style.style_targets(model, x, layers, centred=False, upsample=1)
+    torch.testing.assert_close(targets["net.features.0"][0], _gram_by_hand(conv))
+    torch.testing.assert_close(style.feature_maps(model, x, layers)["net.features.0"], conv)
+    other = torch.rand(1, 3, 32, 32, generator=generator)
+    with torch.no_grad():
+        conv_other = model.net.features[0](model.normalize(other))
+    expected = (relative(_gram_by_hand(conv_other - conv_other.mean(dim=(2, 3), keepdim=True)),
+                         _gram_by_hand(conv - conv.mean(dim=(2, 3), keepdim=True)))
+                + relative(conv_other.mean(dim=(2, 3)), conv.mean(dim=(2, 3))))
+    torch.testing.assert_close(style.style_distance(model, other, x, layers="net.features.0"), expected)
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a - b) ** 2).flatten(1).sum(1) / (b**2).sum()
+
+
+def test_a_resnets_in_place_addition_after_a_tapped_layer_leaves_its_statistics_alone(generator):
+    """ResNet's ``out += identity`` right after the tapped batch norm must not add the shortcut to the record."""
+    torch.manual_seed(0)
+    model = _wrap(torchvision.models.resnet18())
+    randomize_batch_norm(model, generator)
+    x = torch.rand(1, 3, 32, 32, generator=generator)
+    net, block = model.net, model.net.layer1[0]
+    with torch.no_grad():  # by hand: the stem, then the first block's residual branch up to its second batch norm
+        h = net.maxpool(net.relu(net.bn1(net.conv1(model.normalize(x)))))
+        branch = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h)))))
+    layers = ["net.layer1.0.bn2", "net.layer2"]
+    for centred in (False, True):
+        gram, mean = style.style_targets(model, x, layers, centred=centred, upsample=1)["net.layer1.0.bn2"]
+        flat = branch - branch.mean(dim=(2, 3), keepdim=True) if centred else branch
+        torch.testing.assert_close(gram, _gram_by_hand(flat))
+        torch.testing.assert_close(mean, branch.mean(dim=(2, 3)))
+    maps = style.feature_maps(model, x, layers)
+    torch.testing.assert_close(maps["net.layer1.0.bn2"], branch)
+
+
+def test_style_loss_and_content_loss_say_what_a_target_must_be():
+    features = {"a": torch.rand(2, 3, 4, 4)}
+    good = {"a": (torch.eye(3)[None], torch.ones(1, 3))}
+    assert style.style_loss(features, good).shape == (2,)
+    for bad, message in (
+            ({"a": torch.eye(3)[None]}, r"targets\['a'\] must be a pair \(Gram matrix \(1, C, C\), channel means"),
+            ({"a": (torch.eye(3)[None],)}, r"targets\['a'\] must be a pair"),
+            ({"a": (torch.eye(4)[None], torch.ones(1, 4))}, r"Gram matrix \(1, 3, 3\) and channel means \(1, 3\).*"
+                                                             r"of 3 channels, got shape \(1, 4, 4\)"),
+            ({"a": (torch.eye(3), torch.ones(3))}, r"got shape \(3, 3\) and shape \(3,\)"),
+            ({"a": (torch.eye(3)[None].expand(3, 3, 3), torch.ones(3, 3))}, "Gram matrix"),  # 3 targets, 2 images
+            ({"b": good["a"]}, r"features lack the layers \['b'\]"), ({}, "non-empty dict"), ([], "non-empty dict")):
+        with pytest.raises((TypeError, ValueError), match=message):
+            style.style_loss(features, bad)
+    with pytest.raises(ValueError, match=r"features\['a'\] must be non-empty float feature maps \(N, C, H, W\)"):
+        style.style_loss({"a": torch.rand(3, 4, 4)}, good)
+    content = {"a": torch.rand(1, 3, 4, 4)}
+    assert style.content_loss(features, content).shape == (2,)
+    for bad in ({"a": torch.rand(1, 3, 4, 5)}, {"a": torch.rand(3, 4, 4)}, {"a": (torch.rand(1, 3, 4, 4),)},
+                {"a": torch.rand(3, 3, 4, 4)}):
+        with pytest.raises(ValueError, match=r"targets\['a'\] must be the content's feature maps of shape "
+                                             r"\(1, 3, 4, 4\) \(or one per image, \(2, 3, 4, 4\)\)"):
+            style.content_loss(features, bad)
+
+
+def test_gram_matrix_refuses_a_huge_result_before_allocating_it():
+    wide = torch.ones(1, 1, 1, 1).expand(1, 60_000, 1, 1)  # 60,000 channels: a 13 GiB Gram matrix, from 240 kB
+    with pytest.raises(ValueError, match=r"gram_matrix of 1x60000 channels.*would allocate about 13 GiB"):
+        style.gram_matrix(wide)
+    with pytest.warns(CostWarning, match="gram_matrix"):
+        style.gram_matrix(torch.ones(1, 1, 1, 1).expand(1, 17_000, 1, 1))
+
+
+def test_style_distance_takes_a_single_layer_name(generator):
+    model = tiny_model(generator)
+    images, style_image = torch.rand(2, 3, 8, 8, generator=generator), torch.rand(1, 3, 8, 8, generator=generator)
+    one = style.style_distance(model, images, style_image, layers="net.1")
+    assert torch.equal(one, style.style_distance(model, images, style_image, layers=["net.1"]))
+    assert not torch.equal(one, style.style_distance(model, images, style_image, layers=LAYERS))
+
+
+def test_a_huge_style_image_is_refused_or_warned_about_before_the_forward_pass(generator):
+    """A 2500 px style image upsampled 2x peaked at 9 GiB (issue 20 #4): estimated before any work now."""
+    model = tiny_model(generator)
+    before, calls = snapshot(model), []
+    huge = torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 2500, 2500)  # a shape without the memory
+    handle = model.net[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"style_targets on 1x2500x2500 px \(upsample=2\) would allocate about "
+                                             r"\d+ GiB; use a smaller image \(resize_to\) or upsample=1"):
+            style.style_targets(model, huge, LAYERS)
+        with pytest.raises(ValueError, match="style_distance's style on 1x4000x4000 px"):  # not upsampled: 9 GiB
+            style.style_distance(model, torch.rand(1, 3, 8, 8, generator=generator),
+                                 torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 4000, 4000), layers=LAYERS)
+    finally:
+        handle.remove()
+    assert not calls, "the network ran before the refusal"
+    assert_unchanged(before, snapshot(model))
+    with pytest.warns(CostWarning, match=r"feature_maps on 1x1500x1500 px \(upsample=1\) would allocate about 3\.\d GiB"):
+        style.feature_maps(model, torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 1500, 1500), LAYERS)

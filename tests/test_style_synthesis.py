@@ -8,6 +8,7 @@ from test_style_gram import LAYERS, tiny_model
 from cnn_helpers.core.data import load_image, resize
 from cnn_helpers.pretrained.models import load_pretrained
 from cnn_helpers.style.evaluation import class_rank, style_distance
+from cnn_helpers import style
 from cnn_helpers.style.synthesis import style_transfer, synthesize_texture
 
 
@@ -144,3 +145,44 @@ def test_inside_inference_mode_and_with_channels_last_the_result_is_the_same(gen
         torch.testing.assert_close(run_once(content, style_image), expected, rtol=0, atol=0)
     last = content.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(run_once(last, style_image.contiguous(memory_format=torch.channels_last)), expected)
+
+
+def test_a_huge_style_image_is_refused_before_any_work(generator):
+    """Issue 20 #4: a 2500 px style image (upsampled 2x) peaked at 9 GiB in style_transfer and synthesize_texture."""
+    model, small = tiny_model(generator), torch.rand(1, 3, 8, 8, generator=generator)
+    huge = torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 2500, 2500)  # a shape without the memory
+    before, calls = snapshot(model), []
+    handle = model.net[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"style_targets on 1x2500x2500 px \(upsample=2\) would allocate"):
+            style_transfer(model, small, huge, style_layers=LAYERS, content_layers=LAYERS[-1:], steps=2)
+        with pytest.raises(ValueError, match=r"style_targets on 1x2500x2500 px \(upsample=2\) would allocate"):
+            synthesize_texture(model, huge, size=8, style_layers=LAYERS, steps=2)
+    finally:
+        handle.remove()
+    assert not calls
+    assert_unchanged(before, snapshot(model))
+
+
+def test_a_students_style_loss_is_the_one_minimized(generator):
+    model, content = tiny_model(generator), torch.rand(1, 3, 8, 8, generator=generator)
+    style_image = torch.rand(1, 3, 8, 8, generator=generator)
+    options = {"style_layers": LAYERS, "content_layers": LAYERS[-1:], "steps": 3, "optimizer": "adam"}
+    calls = []
+
+    def mine(features, targets):
+        calls.append(sorted(targets))
+        return style.style_loss(features, targets)
+    default, _ = style_transfer(model, content, style_image, **options)
+    own, _ = style_transfer(model, content, style_image, style_loss_fn=mine, **options)
+    assert calls and calls[0] == sorted(["pixels", *LAYERS]) and torch.equal(own, default)
+    doubled, history = style_transfer(model, content, style_image, style_loss_fn=lambda f, t: 2 * mine(f, t), **options)
+    assert not torch.equal(doubled, default)
+    texture, _ = synthesize_texture(model, style_image, size=8, style_layers=LAYERS, steps=2, style_loss_fn=mine,
+                                    generator=generator)
+    assert texture.shape == (1, 3, 8, 8)
+    with pytest.raises(TypeError, match="style_loss_fn must be a function"):
+        style_transfer(model, content, style_image, style_loss_fn="mine", **options)
+    with pytest.raises(ValueError, match=r"style_loss_fn must return one loss per image, shape \(1,\)"):
+        style_transfer(model, content, style_image, style_loss_fn=lambda f, t: mine(f, t).sum() * torch.ones(2),
+                       **options)

@@ -288,6 +288,8 @@ SWEEP: list[Entry] = [
           layers=["2", "5"], kinds={"style": "images"}, expect={"style:3-d": "any"}),
     entry(style.class_rank, model=MODEL, images=IMAGES, target=TARGET),
     entry(style.ssim, images=IMAGES, reference=Fresh(lambda: tiny_images().flip(0)), kinds={"reference": "images"}),
+    entry(style.spectrum_distance, images=IMAGES, reference=Fresh(lambda: tiny_images()[:1].flip(-1)), bins=2,
+          kinds={"reference": "images", "bins": "int+"}, expect={"reference:3-d": "any"}),
     # transfer (notebook 07)
     entry(training.extract_features, model=MODEL, images=IMAGES, layer="5", kinds={"inputs": "bool"},
           expect={"layer:none": "any", "layer:list": "any"}),  # documented: None = the head's input, a list = a dict

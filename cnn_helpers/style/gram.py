@@ -29,6 +29,7 @@ from torch import nn
 
 from cnn_helpers.core.checks import check_bool, check_finite, check_images, check_int, check_layers, check_model
 from cnn_helpers.core.hooks import record
+from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import relative_error, resize_to
 from cnn_helpers.core.state import evaluating
 
@@ -37,6 +38,10 @@ __all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_
 
 PIXELS = "pixels"  # the key of the image itself when it counts as a style "layer" (mean colour, colour covariance)
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (Gram matrix (N, C, C), channel means (N, C))
+# float values alive per input value (after upsampling) during a forward pass to the style layers: without gradients
+# the recorded maps plus a block's live maps (peak RSS, EfficientNet-Lite0: 43); with the graph kept for the backward
+# pass, the sum of all layer outputs (measured on meta: EfficientNet-Lite0 131, ResNet-50 213, VGG-19 208)
+VALUES_PER_INPUT_VALUE = {False: 48, True: 150}
 
 
 def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tensor:
@@ -53,7 +58,12 @@ def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tenso
     Example:
         >>> gram_matrix(torch.ones(1, 2, 3, 3))   # [[[1., 1.], [1., 1.]]]
     """
-    return _gram(check_finite(features, "features"), check_bool(centred, "centred"))
+    check_finite(features, "features")
+    n, c = features.shape[:2]
+    extra = features.numel() if check_bool(centred, "centred") else 0  # the centred copy
+    check_memory((n * c * c + extra) * features.element_size(), f"gram_matrix of {n}x{c} channels",
+                 "tap a layer with fewer channels")
+    return _gram(features, centred)
 
 
 def _gram(features: torch.Tensor, centred: bool) -> torch.Tensor:
@@ -122,6 +132,8 @@ def style_loss(features: dict[str, torch.Tensor], targets: Stats, *, centred: bo
     """
     centred = check_bool(centred, "centred")
     _check_maps(features, targets, "features")
+    for name, target in targets.items():
+        _check_stats(features[name], target, name)
     total = 0.0
     for name, (gram, mean) in targets.items():
         f = features[name]
@@ -135,6 +147,12 @@ def style_loss(features: dict[str, torch.Tensor], targets: Stats, *, centred: bo
 def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """(N,): mean over layers of ``||F - F_c||² / ||F_c||²`` (feature maps of the same size)."""
     _check_maps(features, targets, "features")
+    for name, target in targets.items():
+        f = features[name]
+        if (not isinstance(target, torch.Tensor) or target.shape[1:] != f.shape[1:]
+                or target.shape[0] not in (1, f.shape[0])):
+            raise ValueError(f"targets[{name!r}] must be the content's feature maps of shape {(1, *f.shape[1:])} "
+                             f"(or one per image, {tuple(f.shape)}) like features[{name!r}], got {_shape(target)}")
     return sum(relative_error(features[name], target) for name, target in targets.items()) / len(targets)
 
 
@@ -147,6 +165,40 @@ def _check_maps(features: object, targets: object, name: str) -> None:
     missing = [k for k in targets if k not in features]
     if missing:
         raise ValueError(f"{name} lack the layers {missing} of the targets (have {list(features)})")
+    for layer in targets:
+        f = features[layer]
+        if f.ndim != 4 or f.numel() == 0 or not f.is_floating_point():
+            raise ValueError(f"{name}[{layer!r}] must be non-empty float feature maps (N, C, H, W), got {_shape(f)}")
+
+
+def _shape(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}" + ("" if value.is_floating_point() else f" of dtype {value.dtype}")
+    return type(value).__name__
+
+
+def _check_stats(f: torch.Tensor, target: object, name: str) -> None:
+    """ValueError/TypeError unless ``target`` is (Gram (1 or N, C, C), means (1 or N, C)) for the maps ``f`` (no sync)."""
+    if not isinstance(target, tuple | list) or len(target) != 2:
+        raise TypeError(f"targets[{name!r}] must be a pair (Gram matrix (1, C, C), channel means (1, C)) as "
+                        f"style_targets returns, got {_shape(target) if isinstance(target, torch.Tensor) else target!r:.80}")
+    n, c = f.shape[:2]
+    gram, mean = target
+    if (not isinstance(gram, torch.Tensor) or not isinstance(mean, torch.Tensor) or gram.ndim != 3
+            or gram.shape[1:] != (c, c) or mean.shape[1:] != (c,) or gram.shape[0] not in (1, n)
+            or mean.shape[0] != gram.shape[0]):
+        raise ValueError(f"targets[{name!r}] must be a Gram matrix {(1, c, c)} and channel means {(1, c)} "
+                         f"(or one per image) for features[{name!r}] of {c} channels, "
+                         f"got {_shape(gram)} and {_shape(mean)}")
+
+
+def check_forward_memory(images: torch.Tensor, upsample: int, graph: bool, what: str) -> None:
+    """Warn or refuse (:func:`~cnn_helpers.core.memory.check_memory`) before a forward pass over ``images`` upsampled,
+    keeping the autograd graph (``graph``) or not."""
+    n, _, h, w = images.shape
+    values = n * 3 * h * w * upsample**2 * VALUES_PER_INPUT_VALUE[graph]
+    check_memory(values * images.element_size(), f"{what} on {n}x{h}x{w} px (upsample={upsample})",
+                 "use a smaller image (resize_to) or upsample=1")
 
 
 def check_map_sizes(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) -> None:
@@ -166,6 +218,7 @@ def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple
     layers = check_layers(model, layers)
     upsample = check_int(upsample, "upsample", maximum=4)
     check_bool(pixels, "pixels")
+    check_forward_memory(images, upsample, torch.is_grad_enabled(), "feature_maps")
     with evaluating(model):
         return unchecked_style_maps(model, images, layers, upsample, pixels)
 
@@ -189,6 +242,7 @@ def style_targets(model: nn.Module, style: torch.Tensor, style_layers: list[str]
     style_layers = check_layers(model, style_layers, "style_layers")
     upsample = check_int(upsample, "upsample", maximum=4)
     centred, pixels = check_bool(centred, "centred"), check_bool(pixels, "pixels")
+    check_forward_memory(style, upsample, False, "style_targets")
     style = style.detach().contiguous()  # channels-last memory gives the same statistics
     with evaluating(model), torch.no_grad():
         maps = tap_layers(model, upsample_by(style, upsample), style_layers)

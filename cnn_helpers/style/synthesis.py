@@ -30,7 +30,7 @@ from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled
-from cnn_helpers.style.gram import (check_map_sizes, content_loss, style_loss, style_targets, tap_layers,
+from cnn_helpers.style.gram import (VALUES_PER_INPUT_VALUE, check_map_sizes, content_loss, style_loss, style_targets, tap_layers,
                                     unchecked_style_maps, upsample_by)
 
 __all__ = ["style_transfer", "synthesize_texture", "STYLE_OPTIMIZERS", "STARTS"]
@@ -38,10 +38,8 @@ __all__ = ["style_transfer", "synthesize_texture", "STYLE_OPTIMIZERS", "STARTS"]
 STYLE_OPTIMIZERS = ("lbfgs", "adam")
 STARTS = ("content", "noise")  # where style transfer starts: the content image or noise
 Losses = dict[str, list[float]]  # per evaluation: "loss", "style", "content", "seconds"
-# values autograd keeps per input value for the backward pass: the sum of all layer outputs per input value,
-# measured on meta: EfficientNet-Lite0 131, ResNet-50 213, VGG-19 208 (the taps stop before the last layers)
-ACTIVATIONS_PER_VALUE = 150
 Callback = Callable[[int, torch.Tensor], None]
+StyleLoss = Callable[[dict, dict], torch.Tensor]  # style_loss_fn(features, targets) -> (N,), like gram.style_loss
 
 
 def _optimize(loss_fn: Callable, start: torch.Tensor, *, steps: int, optimizer: str, lr: float, clamp_every: int,
@@ -101,11 +99,29 @@ def _check_budget(model: nn.Module, like: torch.Tensor, shapes: list[tuple[int, 
     evaluations = steps * (1.25 if optimizer == "lbfgs" else 1.0)  # the strong-Wolfe line search evaluates ~1.25x
     biggest = max(shapes, key=lambda s: s[-2] * s[-1])
     values = biggest[0] * 3 * biggest[-2] * biggest[-1] * upsample**2
-    check_memory(values * ACTIVATIONS_PER_VALUE * like.element_size(), what, "use a smaller size or upsample")
+    check_memory(values * VALUES_PER_INPUT_VALUE[True] * like.element_size(), what, "use a smaller size or upsample")
     check_steps(evaluations * len(shapes), what, "use fewer steps")
     net_input = like.new_empty(1).expand(1, 3, biggest[-2] * upsample, biggest[-1] * upsample)  # a shape, no memory
     passes = evaluations * sum(n * h * w for n, _, h, w in shapes) / (biggest[-2] * biggest[-1])  # in biggest images
     check_cost(model, net_input, passes, what, backward=True, hint="use fewer steps or a smaller size")
+
+
+def _style_loss_fn(style_loss_fn: object, centred: bool) -> StyleLoss:
+    """The style loss to minimize: ``style_loss_fn``, checked, or :func:`~.gram.style_loss` with ``centred``."""
+    if style_loss_fn is None:
+        return lambda features, targets: style_loss(features, targets, centred=centred)
+    if not callable(style_loss_fn):
+        raise TypeError(f"style_loss_fn must be a function style_loss_fn(features, targets) -> (N,) or None, "
+                        f"got {style_loss_fn!r:.80}")
+
+    def checked(features: dict, targets: dict) -> torch.Tensor:
+        loss = style_loss_fn(features, targets)
+        n = next(iter(features.values())).shape[0]
+        if not isinstance(loss, torch.Tensor) or loss.shape != (n,) or not loss.requires_grad:
+            raise ValueError(f"style_loss_fn must return one loss per image, shape ({n},), attached to the features' "
+                             f"graph; got {tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}")
+        return loss
+    return checked
 
 
 def _noise(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
@@ -116,7 +132,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
                    style_layers: list[str] | tuple[str, ...], content_layers: list[str] | tuple[str, ...],
                    content_weight: float = 0.1, steps: int = 150, optimizer: str = "lbfgs", lr: float | None = None,
                    centred: bool = True, upsample: int = 2, pixels: bool = True, init: str = "content",
-                   clamp_every: int = 20,
+                   clamp_every: int = 20, style_loss_fn: StyleLoss | None = None,
                    generator: torch.Generator | None = None, callback: Callback | None = None,
                    progress: bool = False) -> tuple[torch.Tensor, Losses]:
     """Paint ``content`` in the style of ``style``: minimize ``style_loss + content_weight * content_loss``.
@@ -131,6 +147,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
         centred, upsample, pixels: See :mod:`cnn_helpers.style.gram` (``False, 1, False`` is the classic recipe).
             Default: True, 2, True.
         init: Start from the ``"content"`` image or from uniform ``"noise"`` (``generator``). Default: "content".
+        style_loss_fn: ``style_loss_fn(features, targets) -> (N,)`` in place of :func:`~.gram.style_loss` (e.g. a
+            student's own; ``targets`` as :func:`~.gram.style_targets` gives them with ``centred``). Default: None.
         callback: ``callback(iterations_done, image)`` after each clamp. progress: tqdm bar.
 
     Returns:
@@ -141,6 +159,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
         ...                                 content_layers=pre.info.content_layers)
     """
     lr = _check_run(model, steps, optimizer, lr, upsample, clamp_every, centred, pixels, progress, callback)
+    loss_of_style = _style_loss_fn(style_loss_fn, centred)
     check_images(content, name="content", model=model)
     check_images(style, name="style", model=model)
     if style.shape[0] != 1:
@@ -165,7 +184,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
 
         def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             maps = unchecked_style_maps(model, x, layers, upsample, pixels)
-            s, c = style_loss(maps, targets, centred=centred), content_loss(maps, content_maps)
+            s, c = loss_of_style(maps, targets), content_loss(maps, content_maps)
             return s + content_weight * c, s, c
 
         start = content if init == "content" else _noise(tuple(content.shape), generator, content)
@@ -176,8 +195,9 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
 def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | tuple[int, int],
                        style_layers: list[str] | tuple[str, ...], steps: int = 150, octaves: int = 1,
                        optimizer: str = "lbfgs", lr: float | None = None, centred: bool = True, upsample: int = 2,
-                       pixels: bool = True, clamp_every: int = 20, generator: torch.Generator | None = None,
-                       callback: Callback | None = None, progress: bool = False) -> tuple[torch.Tensor, Losses]:
+                       pixels: bool = True, clamp_every: int = 20, style_loss_fn: StyleLoss | None = None,
+                       generator: torch.Generator | None = None, callback: Callback | None = None,
+                       progress: bool = False) -> tuple[torch.Tensor, Losses]:
     """A new image of the exemplar's texture: uniform noise optimized until its statistics match.
 
     Args:
@@ -187,7 +207,8 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
         style_layers: Submodule names whose statistics are matched (``pre.info.style_layers``).
         steps: Iterations per octave. Default: 150.
         octaves: Coarse to fine: optimize at size / 2^(octaves-1) first, then upsample and refine. Default: 1.
-        optimizer, lr, centred, upsample, pixels, clamp_every, callback, progress: As in :func:`style_transfer`.
+        optimizer, lr, centred, upsample, pixels, clamp_every, style_loss_fn, callback, progress: As in
+            :func:`style_transfer`.
         generator: For the starting noise. Default: torch's global generator.
 
     Returns:
@@ -196,6 +217,7 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
         >>> image, history = synthesize_texture(pre.model, brick, size=128, style_layers=pre.info.style_layers)
     """
     lr = _check_run(model, steps, optimizer, lr, upsample, clamp_every, centred, pixels, progress, callback)
+    loss_of_style = _style_loss_fn(style_loss_fn, centred)
     check_images(exemplar, name="exemplar", model=model)
     if exemplar.shape[0] != 1:
         raise ValueError(f"exemplar must be one image (1, 3, H, W), got a batch of {exemplar.shape[0]}")
@@ -222,7 +244,7 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
 
             def loss_fn(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 maps = unchecked_style_maps(model, p.expand(-1, 3, -1, -1), style_layers, upsample, pixels)
-                loss = style_loss(maps, targets, centred=centred)
+                loss = loss_of_style(maps, targets)
                 return loss, loss, torch.zeros_like(loss)
 
             x, part = _optimize(loss_fn, x, steps=steps, optimizer=optimizer, lr=lr, clamp_every=clamp_every,
