@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnn_helpers.core.budget import check_pass_memory
 from cnn_helpers.core.checks import (check_finite, check_float, check_images, check_int, check_layer, check_layers,
                                      check_model)
 from cnn_helpers.core.hooks import record
-from cnn_helpers.core.state import evaluating
+from cnn_helpers.core.state import evaluating, model_channels
 
 __all__ = ["activations", "first_conv", "first_layer_filters", "filter_images",
            "filter_statistics", "edge_strength", "colourfulness", "response_correlation", "top_patches"]
@@ -33,7 +34,8 @@ def activations(model: nn.Module, images: torch.Tensor, layers: str | Sequence[s
     """The outputs of ``layers`` for ``images``, in eval mode, without gradients; the pass stops after the last.
 
     Args:
-        images: (N, 3, H, W) in [0, 1]. layers: A layer name or a list of them (``model.named_modules()``).
+        images: (N, 3, H, W) in [0, 1] (N, C, H, W for a model whose first convolution takes C channels).
+        layers: A layer name or a list of them (``model.named_modules()``).
 
     Returns:
         ``{layer: tensor}``, e.g. (N, C, h, w) feature maps, detached, on the images' device.
@@ -42,8 +44,10 @@ def activations(model: nn.Module, images: torch.Tensor, layers: str | Sequence[s
         >>> maps = activations(model, images, pre.info.stages)
     """
     check_model(model)
-    check_images(images, model=model)
+    check_images(images, model=model, channels=model_channels(model) or 3)
     names = check_layers(model, layers)
+    check_pass_memory(model, images, f"the activations of {len(images)} images of {tuple(images.shape[-2:])} px",
+                      backward=False, hint="use fewer or smaller images")
     with evaluating(model), torch.no_grad(), record(model, names, stop=True) as rec:
         rec(images)
         return rec.outputs()

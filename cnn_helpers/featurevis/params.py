@@ -181,8 +181,9 @@ def _shape(size: object, batch: object, images: torch.Tensor | None) -> tuple[in
     if min(height, width) < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {(height, width)}")
     batch = check_int(batch, "batch")
-    # the variables, the image, Adam's two moments and the network's activations: a few copies at least
-    check_memory(8 * 4 * batch * 3 * height * width, f"gradient ascent on {batch} images of {height}x{width} "
+    # the variables, their gradient, Adam's two moments, the image and its sigmoid: 8 copies at most (the network's
+    # activations are estimated by visualize, which knows the model)
+    check_memory(8 * 4 * batch * 3 * height * width, f"the variables of {batch} images of {height}x{width} "
                  f"(size={size}, batch={batch})", hint="use a smaller size or batch")
     return batch, 3, height, width
 
