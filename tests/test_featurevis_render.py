@@ -211,3 +211,22 @@ def test_a_model_with_several_outputs_gets_a_clear_error_for_class_logits():
     with pytest.raises(ValueError, match=r"logits of shape \(1, classes\).* tuple"):
         class_visualization(TwoOutputs(), 0, size=16, steps=1)
     assert visualize(TwoOutputs(), channel("net.3", 0), size=16, steps=2).image.shape == (1, 3, 16, 16)
+
+
+def test_memory_of_the_network_pass_is_estimated_before_any_work(lite0):
+    """Issue 20 #4: DeepDream on a 2000 px photo took 4.3 GiB unannounced, and gradient ascent estimated only its
+    variables (about 5x too low). Now both count the network's layer outputs and warn before the first step."""
+    import warnings
+
+    from sweep import time_limit
+
+    from cnn_helpers.core.memory import CostWarning
+    from cnn_helpers.featurevis.dream import deepdream
+
+    photo = torch.full((1, 3, 2000, 2000), 0.5)
+    with time_limit(60), warnings.catch_warnings():
+        warnings.simplefilter("error", CostWarning)  # the warning stops the call before any work
+        with pytest.raises(CostWarning, match=r"deepdream on 1 images of \(2000, 2000\) px would allocate about \d"):
+            deepdream(lite0.model, photo, lite0.info.stages[3], octaves=1, steps=1)
+        with pytest.raises(CostWarning, match=r"gradient ascent on 1 images of .* would allocate about \d"):
+            visualize(lite0.model, class_logit(1), steps=1, size=1024)  # the variables alone: 0.1 GiB
