@@ -109,3 +109,38 @@ def test_deepdream_raises_a_lite0_stage(lite0):
     dream = deepdream(lite0.model, x, layer, octaves=2, steps=4, generator=torch.Generator().manual_seed(0))
     before, after = (activations(lite0.model, image, layer)[layer].pow(2).mean() for image in (x, dream.image))
     assert after > 1.3 * before
+
+
+def test_deepdream_refuses_photos_smaller_than_the_smallest_octave():
+    """Issue 20 #5: a 12 px photo came back as 16 px; now it is refused like in invert_features."""
+    with pytest.raises(ValueError, match="image must be at least 16 pixels"):
+        deepdream(small_net(), photo(12), "2", octaves=2, steps=1)
+    assert deepdream(small_net(), photo(16), "2", octaves=3, steps=1).image.shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_dream_and_inversion_work_for_models_in_another_dtype(dtype):
+    """Issue 20 #7: float64 inversion and bfloat16 DeepDream crashed (a float32 image, bf16 interpolation)."""
+    model, twin, x = small_net().to(dtype), small_net(), photo(20)
+    for run in (lambda net, img: deepdream(net, img, "2", octaves=2, steps=3, generator=torch.Generator().manual_seed(0)),
+                lambda net, img: invert_features(net, img, "2", steps=3, generator=torch.Generator().manual_seed(0))):
+        result, reference = run(model, x.to(dtype)), run(twin, x)
+        assert result.image.dtype == dtype and result.image.shape == x.shape
+        assert torch.allclose(result.image.float(), reference.image, atol=1e-4 if dtype == torch.float64 else 0.05)
+
+
+def test_grey_and_meta_models_get_clear_errors():
+    grey = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    for run in (deepdream, invert_features):
+        with pytest.raises(ValueError, match="model takes 1-channel images"):
+            run(grey, photo(), "1")
+        with pytest.raises(ValueError, match="model is on the 'meta' device"):
+            run(small_net().to("meta"), photo(), "2")
+
+
+def test_activations_of_a_grey_model_take_grey_images():
+    grey = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(activations(grey, x, "1")["1"], grey(x).detach())
+    with pytest.raises(ValueError, match="1 channel"):
+        activations(grey, photo(), "1")

@@ -164,3 +164,38 @@ def test_lite0_first_layer_holds_edge_and_colour_detectors(lite0):
     colours = response_correlation(lite0.model, x, colourfulness(x))[stats["alive"]]
     assert edges[stats["edge"]].median() > 0.3 > edges[stats["colour"]].median()
     assert colours[stats["colour"]].median() > 0.5 > colours[stats["edge"]].median()
+
+
+def gabor(size, degrees, period=6.0):
+    """A grey (3-channel) Gabor filter whose stripes run across ``degrees`` (0: it varies along x)."""
+    import math
+    y, x = torch.meshgrid(torch.arange(size) - size // 2, torch.arange(size) - size // 2, indexing="ij")
+    t = math.radians(degrees)
+    g = torch.exp(-(x ** 2 + y ** 2) / (2 * (size / 4) ** 2)) * torch.cos(2 * math.pi * (x * math.cos(t) + y * math.sin(t)) / period)
+    return g.float().expand(3, size, size)
+
+
+def test_orientation_selectivity_finds_the_orientation_of_a_gabor_and_none_in_a_blob():
+    from cnn_helpers.featurevis.layers import orientation_selectivity
+
+    blob = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]).expand(3, 3, 3)  # 4-fold symmetric: no orientation
+    filters = torch.stack([gabor(11, 0), gabor(11, 60), gabor(11, 135), torch.zeros(3, 11, 11),
+                           torch.nn.functional.pad(blob, (4, 4, 4, 4))])
+    selectivity, preferred = orientation_selectivity(filters)
+    assert (selectivity[:3] > 0.8).all() and selectivity[4] < 0.01 and selectivity[3] == 0  # all-zero filter: 0
+    off = (preferred[:3] - torch.tensor([0.0, 60.0, 135.0])) % 180  # orientations are modulo 180 degrees
+    assert torch.minimum(off, 180 - off).max() < 2.0
+    edge = torch.tensor([[-1.0, 0, 1]] * 3).expand(3, 3, 3)[None]  # a 3x3 vertical-edge filter: tuned, but broadly
+    s, p = orientation_selectivity(edge)
+    assert 0.2 < s.item() < 0.9 and min(p.item(), 180 - p.item()) < 1.0
+
+
+def test_orientation_selectivity_checks_its_arguments():
+    from cnn_helpers.featurevis.layers import orientation_selectivity
+
+    with pytest.raises(ValueError, match="filters"):
+        orientation_selectivity(torch.zeros(3, 3, 3))
+    with pytest.raises(TypeError, match="periods"):
+        orientation_selectivity(torch.zeros(1, 3, 3, 3), periods=4)
+    with pytest.raises(ValueError, match="periods"):
+        orientation_selectivity(torch.zeros(1, 3, 3, 3), periods=(1,))

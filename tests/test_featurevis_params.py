@@ -120,3 +120,23 @@ def test_bad_arguments():
         pixels(images=torch.full((1, 3, 16, 16), 2.0))
     with pytest.raises(ValueError, match="spectrum must end in"):
         spectrum_to_image(torch.zeros(1, 3, 8, 8, dtype=torch.complex64), (8, 8))
+
+
+@pytest.mark.parametrize("spectrum, error, words", [
+    ([[1.0]], TypeError, "spectrum must be"),  # not a tensor (was: AttributeError)
+    (torch.ones(1, 3, 4, 3, 2, dtype=torch.int64), TypeError, "spectrum must be"),  # (was: view_as_complex's words)
+    (torch.ones(1, 3, 4, 3, 2, dtype=torch.bool), TypeError, "spectrum must be"),
+    (torch.randn(1, 3, 4, 3), ValueError, "last axis of 2"),  # real without (real, imaginary)
+    (torch.full((1, 3, 4, 3), float("nan"), dtype=torch.complex64), ValueError, "finite"),  # (was: a NaN image)
+    (torch.randn(0, 3, 4, 3, dtype=torch.complex64), ValueError, "empty"),  # (was: an MKL error)
+    (torch.randn(1, 3, 4, 3, dtype=torch.complex64, device="meta"), ValueError, "meta"),  # (was: a meta "image")
+])
+def test_spectrum_to_image_refuses_what_is_not_a_spectrum(spectrum, error, words):
+    with pytest.raises(error, match=words):
+        spectrum_to_image(spectrum, (4, 4))
+
+
+def test_spectrum_to_image_takes_any_real_layout_of_real_and_imaginary_parts():
+    spectrum = torch.randn(1, 3, 4, 3, 2, generator=torch.Generator().manual_seed(0))
+    strided = spectrum.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, last axis not contiguous
+    assert torch.equal(spectrum_to_image(strided, (4, 4)), spectrum_to_image(spectrum, (4, 4)))

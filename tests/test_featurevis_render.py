@@ -162,3 +162,71 @@ def test_a_day_of_gradient_ascent_is_refused_before_any_work(lite0):
         deepdream(lite0.model, photo, lite0.info.stages[2], octaves=1000, steps=10_000)
     with time_limit(30), pytest.raises(ValueError, match=r"size=\(100000, 100000\), batch=1\) would allocate about"):
         visualize(lite0.model, class_logit(1), steps=1, size=100_000)
+
+
+def grey_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 3)).eval()
+
+
+class TwoOutputs(nn.Module):
+    """Returns (logits, features), as many detection or auxiliary-head models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = small_net()
+
+    def forward(self, x):
+        logits = self.net(x)
+        return logits, logits.detach()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_models_in_another_dtype_get_pictures_in_their_dtype(dtype):
+    """Issue 20 #7: a float64 or bfloat16 model crashed inside its first convolution."""
+    model, twin = small_net().to(dtype), small_net()
+    images = [visualize(net, channel("3", 1) + class_logit(0), size=16, steps=3, generator=seeded()).image
+              for net in (model, twin)]
+    assert images[0].dtype == dtype and images[1].dtype == torch.float32
+    assert torch.allclose(images[0].float(), images[1], atol=1e-5 if dtype == torch.float64 else 0.05)
+    assert class_visualization(model, 1, size=16, steps=2, generator=seeded()).dtype == dtype
+
+
+def test_a_model_for_grey_images_gets_a_clear_error():
+    """Issue 20 #7: a 1-channel model crashed inside its first convolution; featurevis makes RGB pictures."""
+    with pytest.raises(ValueError, match="model takes 1-channel images"):
+        visualize(grey_net(), class_logit(0), size=16, steps=1)
+    with pytest.raises(ValueError, match="model takes 1-channel images"):
+        class_visualization(grey_net(), 0, size=16, steps=1)
+
+
+def test_a_model_on_the_meta_device_gets_a_clear_error():
+    with pytest.raises(ValueError, match="model is on the 'meta' device"):
+        visualize(small_net().to("meta"), class_logit(0), size=16, steps=1)
+
+
+def test_a_model_with_several_outputs_gets_a_clear_error_for_class_logits():
+    """Issue 20 #7: class_logit read ``.shape`` of the tuple; a channel objective still works (it reads a layer)."""
+    with pytest.raises(ValueError, match=r"logits of shape \(1, classes\).* tuple"):
+        class_visualization(TwoOutputs(), 0, size=16, steps=1)
+    assert visualize(TwoOutputs(), channel("net.3", 0), size=16, steps=2).image.shape == (1, 3, 16, 16)
+
+
+def test_memory_of_the_network_pass_is_estimated_before_any_work(lite0):
+    """Issue 20 #4: DeepDream on a 2000 px photo took 4.3 GiB unannounced, and gradient ascent estimated only its
+    variables (about 5x too low). Now both count the network's layer outputs and warn before the first step."""
+    import warnings
+
+    from sweep import time_limit
+
+    from cnn_helpers.core.memory import CostWarning
+    from cnn_helpers.featurevis.dream import deepdream
+
+    photo = torch.full((1, 3, 2000, 2000), 0.5)
+    with time_limit(60), warnings.catch_warnings():
+        warnings.simplefilter("error", CostWarning)  # the warning stops the call before any work
+        with pytest.raises(CostWarning, match=r"deepdream on 1 images of \(2000, 2000\) px would allocate about \d"):
+            deepdream(lite0.model, photo, lite0.info.stages[3], octaves=1, steps=1)
+        with pytest.raises(CostWarning, match=r"gradient ascent on 1 images of .* would allocate about \d"):
+            visualize(lite0.model, class_logit(1), steps=1, size=1024)  # the variables alone: 0.1 GiB

@@ -94,3 +94,15 @@ def test_bad_arguments():
         Compose("jitter")
     with pytest.raises(TypeError, match="generator"):
         Jitter(1)(images(), 42)
+
+
+@pytest.mark.parametrize("transform", [Pad(100_000), Jitter(100_000), Blur(1e9), standard_transforms(10**7)])
+def test_transforms_refuse_parameters_that_would_allocate_gigabytes(transform):
+    """Issue 20 #16: each of these asked for 48 to 480 GiB on a 16 px image; now refused before allocating."""
+    with pytest.raises(ValueError, match="GiB"):
+        transform(torch.rand(1, 3, 16, 16), torch.Generator().manual_seed(0))
+
+
+def test_blur_with_a_huge_sigma_is_refused_before_its_kernel_is_built():
+    with pytest.raises(ValueError, match="sigma"):
+        blur(torch.rand(1, 3, 16, 16), 1e12)

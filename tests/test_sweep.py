@@ -222,6 +222,7 @@ SWEEP: list[Entry] = [
     entry(featurevis.first_layer_filters, model=MODEL),
     entry(featurevis.filter_images, filters=FILTERS, kinds={"filters": "map"}),
     entry(featurevis.filter_statistics, filters=FILTERS, kinds={"filters": "map", "threshold": "float+"}),
+    entry(featurevis.orientation_selectivity, filters=FILTERS, kinds={"filters": "map", "angles": "count"}),
     entry(featurevis.edge_strength, images=IMAGES),
     entry(featurevis.colourfulness, images=IMAGES),
     entry(featurevis.response_correlation, model=MODEL, images=IMAGES,

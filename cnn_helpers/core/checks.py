@@ -15,12 +15,12 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-from cnn_helpers.core.state import model_device, model_dtype
+from cnn_helpers.core.state import model_channels, model_device, model_dtype
 
 __all__ = [
     "Target", "check_images", "check_layer", "check_layers", "check_model", "check_target", "gather",
     "check_int", "check_float", "check_bool", "check_choice", "check_generator", "check_baseline", "check_pair",
-    "check_fits_model", "check_class_indices", "check_finite",
+    "check_fits_model", "check_class_indices", "check_finite", "check_model_takes",
 ]
 
 Target = Union[int, torch.Tensor]
@@ -151,6 +151,19 @@ def check_fits_model(tensor: torch.Tensor, model: nn.Module, name: str = "images
         raise ValueError(f"{name} are on {tensor.device} but the model is on {device}; use {name}.to({str(device)!r})")
     if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
         raise TypeError(f"{name} are {tensor.dtype} but the model computes in {dtype}; use {name}.to({dtype})")
+
+
+def check_model_takes(model: nn.Module, channels: int, what: str = "images", name: str = "model") -> None:
+    """ValueError unless ``model`` can compute on ``channels``-channel ``what``: its weights are not on the ``meta``
+    device (a shape, no values) and its first convolution, if it has one, takes ``channels`` input channels."""
+    if model_device(model).type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device: it has shapes but no weights to compute with; "
+                         f"load its weights first (model.to_empty(device='cpu') and load_state_dict)")
+    expected = model_channels(model)
+    if expected is not None and expected != channels:
+        raise ValueError(f"{name} takes {expected}-channel images (its first convolution), but these are {channels}-"
+                         f"channel {what}; wrap it, e.g. nn.Sequential(a {channels}-to-{expected}-channel conversion, "
+                         f"{name})")
 
 
 def check_finite(tensor: object, name: str, *, ndim: int | None = 4, layout: str = "(N, C, H, W)") -> torch.Tensor:

@@ -9,7 +9,8 @@
 
 from cnn_helpers.featurevis.dream import Inversion, deepdream, invert_features
 from cnn_helpers.featurevis.layers import (activations, colourfulness, edge_strength, filter_images, filter_statistics,
-                                           first_conv, first_layer_filters, response_correlation, top_patches)
+                                           first_conv, first_layer_filters, orientation_selectivity,
+                                           response_correlation, top_patches)
 from cnn_helpers.featurevis.objectives import (Objective, Recording, channel, class_logit, feature_match, image_l2,
                                                image_tv, layer_l2, neuron, total_variation)
 from cnn_helpers.featurevis.params import (MIN_SIZE, PHOTOS, Parameterization, colour_correlation, fourier,
@@ -21,7 +22,7 @@ from cnn_helpers.featurevis.transforms import (Blur, Compose, ImageTransform, Ji
 
 __all__ = [
     "activations", "first_conv", "first_layer_filters", "filter_images", "filter_statistics", "edge_strength",
-    "colourfulness", "response_correlation", "top_patches",
+    "colourfulness", "orientation_selectivity", "response_correlation", "top_patches",
     "visualize", "class_visualization", "Visualization",
     "Parameterization", "pixels", "fourier", "colour_correlation", "fourier_scale", "spectrum_to_image",
     "radial_spectrum", "high_frequency_share", "PHOTOS", "MIN_SIZE",

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnn_helpers.core.budget import check_cost
+from cnn_helpers.core.budget import check_cost, check_pass_memory
 from cnn_helpers.core.checks import (check_bool, check_choice, check_float, check_generator, check_images, check_int,
-                                     check_layer, check_model)
+                                     check_layer, check_model, check_model_takes)
 from cnn_helpers.core.hooks import Recorder, record
-from cnn_helpers.core.ops import gaussian_blur, relative_error, resize_to
+from cnn_helpers.core.ops import relative_error, resize_to
 from cnn_helpers.core.state import evaluating, grad_enabled, restore_requires_grad
 from cnn_helpers.featurevis import params
 from cnn_helpers.featurevis.layers import activations
 from cnn_helpers.featurevis.objectives import Objective, Recording, feature_match, image_l2, image_tv, layer_l2
 from cnn_helpers.featurevis.params import MIN_SIZE
 from cnn_helpers.featurevis.render import Visualization, visualize
-from cnn_helpers.featurevis.transforms import Jitter
+from cnn_helpers.featurevis.transforms import Jitter, blur
 
 __all__ = ["deepdream", "Inversion", "invert_features"]
 
@@ -45,13 +45,13 @@ def _octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[t
 
 
 def _dream_step(objective: Objective, image: torch.Tensor, rec: Recorder, jitter: Jitter,
-                generator: torch.Generator | None, smooth: float) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None, smooth: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """One normalized gradient step's direction (gradient / its mean absolute value) and the objective."""
     x = image.detach().requires_grad_(True)
-    logits = rec(jitter(x, generator))
+    logits = rec(jitter(x, generator).to(dtype))
     score = objective(Recording(image=x, activations=rec, logits=logits))
     (grad,) = torch.autograd.grad(score.sum(), x)
-    grad = gaussian_blur(grad, smooth)  # pixel-level gradient noise would otherwise pile up as speckle
+    grad = blur(grad, smooth)  # pixel-level gradient noise would otherwise pile up as speckle
     return grad / grad.abs().mean().clamp_min(1e-12), score.detach()
 
 
@@ -65,7 +65,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
     the mean change per pixel and step) are taken on a randomly jittered copy; values are clipped to [0, 1].
 
     Args:
-        model: Maps images in [0, 1] to logits. image: (1, 3, H, W) in [0, 1] (a batch works too).
+        model: Maps images in [0, 1] to logits. image: (1, 3, H, W) in [0, 1], at least 16 px (a batch works too).
         layer: Name of the layer to amplify. octaves: Scales. Default: 4. octave_scale: Size ratio between
             octaves (> 1). Default: 1.4. steps: Steps per octave. Default: 10. lr: Step size. Default: 0.01.
         jitter: Random shift in pixels at each step. Default: 8. smooth: The gradient is blurred with this sigma
@@ -78,8 +78,7 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
     Example:
         >>> dream = deepdream(model, photo, pre.info.stages[3], generator=torch.Generator().manual_seed(0))
     """
-    check_model(model)
-    check_images(image, name="image", model=model)
+    _check_photo(model, image)
     check_layer(model, layer)
     octaves, steps = check_int(octaves, "octaves"), check_int(steps, "steps")
     octave_scale = check_float(octave_scale, "octave_scale", minimum=1.0, strict_minimum=True)
@@ -88,22 +87,33 @@ def deepdream(model: nn.Module, image: torch.Tensor, layer: str, *, octaves: int
     generator = check_generator(generator)
     check_cost(model, image, octaves * steps * image.shape[0], f"deepdream with octaves={octaves}, steps={steps}",
                backward=True, hint="use fewer octaves or steps")  # the largest octave's cost, an upper bound
-    objective, history = layer_l2(layer), []
+    check_pass_memory(model, image, f"deepdream on {len(image)} images of {tuple(image.shape[-2:])} px",
+                      hint="use a smaller photo")  # the largest octave (the jitter's pad is a few pixels)
+    objective, history, dtype = layer_l2(layer), [], image.dtype
     sizes = _octave_sizes(*image.shape[-2:], octaves, octave_scale)
     with evaluating(model), restore_requires_grad(model.parameters()), grad_enabled(), \
             record(model, [layer], stop=True) as rec:
         model.requires_grad_(False)
-        base = image.detach().clone()
+        base = image.detach().to(torch.promote_types(dtype, torch.float32))  # resizing needs float32 (bfloat16)
         detail = torch.zeros_like(resize_to(base, sizes[0]))
         for size in sizes:
             octave_base = resize_to(base, size)
             dreamed = (octave_base + resize_to(detail, size)).clamp(0, 1)
             for _ in range(steps):
-                direction, score = _dream_step(objective, dreamed, rec, shift, generator, smooth)
+                direction, score = _dream_step(objective, dreamed, rec, shift, generator, smooth, dtype)
                 dreamed = (dreamed + lr * direction).clamp(0, 1)
-                history.append(score)
+                history.append(score.to(base.dtype))
             detail = dreamed - octave_base
-    return Visualization(image=dreamed.detach(), history=torch.stack(history), objective=objective.name)
+    return Visualization(image=dreamed.detach().to(dtype), history=torch.stack(history), objective=objective.name)
+
+
+def _check_photo(model: nn.Module, image: torch.Tensor) -> None:
+    """The checks DeepDream and inversion share: an RGB model that can run, a photo that fits it, >= MIN_SIZE px."""
+    check_model(model)
+    check_model_takes(model, 3, "photos (DeepDream and inversion work on RGB images)")
+    check_images(image, name="image", model=model)
+    if min(image.shape[-2:]) < MIN_SIZE:
+        raise ValueError(f"image must be at least {MIN_SIZE} pixels high and wide, got {tuple(image.shape)}")
 
 
 @dataclass
@@ -138,10 +148,7 @@ def invert_features(model: nn.Module, image: torch.Tensor, layer: str, *, tv_wei
     Example:
         >>> inv = invert_features(model, photo, pre.info.stages[2], steps=100)
     """
-    check_model(model)
-    check_images(image, name="image", model=model)
-    if min(image.shape[-2:]) < MIN_SIZE:
-        raise ValueError(f"image must be at least {MIN_SIZE} pixels high and wide, got {tuple(image.shape)}")
+    _check_photo(model, image)
     check_layer(model, layer)
     tv_weight = check_float(tv_weight, "tv_weight", minimum=0.0)
     l2_weight = check_float(l2_weight, "l2_weight", minimum=0.0)

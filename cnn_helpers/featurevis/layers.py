@@ -14,26 +14,29 @@ Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 20
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnn_helpers.core.budget import check_pass_memory
 from cnn_helpers.core.checks import (check_finite, check_float, check_images, check_int, check_layer, check_layers,
                                      check_model)
 from cnn_helpers.core.hooks import record
-from cnn_helpers.core.state import evaluating
+from cnn_helpers.core.state import evaluating, model_channels
 
-__all__ = ["activations", "first_conv", "first_layer_filters", "filter_images",
-           "filter_statistics", "edge_strength", "colourfulness", "response_correlation", "top_patches"]
+__all__ = ["activations", "first_conv", "first_layer_filters", "filter_images", "filter_statistics",
+           "orientation_selectivity", "edge_strength", "colourfulness", "response_correlation", "top_patches"]
 
 
 def activations(model: nn.Module, images: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
     """The outputs of ``layers`` for ``images``, in eval mode, without gradients; the pass stops after the last.
 
     Args:
-        images: (N, 3, H, W) in [0, 1]. layers: A layer name or a list of them (``model.named_modules()``).
+        images: (N, 3, H, W) in [0, 1] (N, C, H, W for a model whose first convolution takes C channels).
+        layers: A layer name or a list of them (``model.named_modules()``).
 
     Returns:
         ``{layer: tensor}``, e.g. (N, C, h, w) feature maps, detached, on the images' device.
@@ -42,8 +45,10 @@ def activations(model: nn.Module, images: torch.Tensor, layers: str | Sequence[s
         >>> maps = activations(model, images, pre.info.stages)
     """
     check_model(model)
-    check_images(images, model=model)
+    check_images(images, model=model, channels=model_channels(model) or 3)
     names = check_layers(model, layers)
+    check_pass_memory(model, images, f"the activations of {len(images)} images of {tuple(images.shape[-2:])} px",
+                      backward=False, hint="use fewer or smaller images")
     with evaluating(model), torch.no_grad(), record(model, names, stop=True) as rec:
         rec(images)
         return rec.outputs()
@@ -111,6 +116,43 @@ def filter_statistics(filters: torch.Tensor, *, threshold: float = 0.8) -> dict[
     sign = torch.where(pattern.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).double()  # SVD signs are arbitrary
     return {"rank1": rank1.float(), "edge": strong & one_sign & (mean_share < 0.2), "colour": strong & ~one_sign,
             "colour_mix": (mix * sign).float(), "pattern": (pattern * sign).reshape(-1, kh, kw).float(), "alive": alive}
+
+
+def orientation_selectivity(filters: torch.Tensor, *, angles: int = 12,
+                            periods: Sequence[float] = (3, 4, 6, 8)) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much each filter prefers one orientation: its response to grey sine gratings (Hubel & Wiesel's test).
+
+    Each filter (summed over its input channels: a grey grating has R = G = B) is applied to gratings of ``angles``
+    orientations in [0, 180) degrees and each period; at its best period, the response power r(theta) gives the
+    orientation selectivity index ``|sum r(theta) exp(2i theta)| / sum r(theta)``: 0 for a filter that answers all
+    orientations alike (a blob, a centre-surround), near 1 for an oriented edge or bar detector with large kernels.
+
+    Args:
+        filters: (C, C_in, k, k) weights. angles: Orientations tested (>= 4). Default: 12.
+        periods: Grating periods in pixels (each >= 2). Default: (3, 4, 6, 8).
+
+    Returns:
+        ``(selectivity, preferred)``: (C,) indices in [0, 1] (0 for an all-zero filter) and (C,) preferred
+        orientations in degrees, [0, 180) (0: the grating varies along x, i.e. vertical stripes).
+    """
+    check_finite(filters, "filters", layout="(C, C_in, k, k)")
+    angles = check_int(angles, "angles", minimum=4, maximum=360)
+    if isinstance(periods, (str, bytes)) or not isinstance(periods, Sequence) or not 1 <= len(periods) <= 64:
+        raise TypeError(f"periods must be a sequence of 1 to 64 periods in pixels, got {periods!r}")
+    periods = [check_float(p, "periods", minimum=2.0, maximum=1e4) for p in periods]
+    weights = filters.detach().sum(dim=1, keepdim=True).double().cpu()  # (C, 1, k, k); MPS has no float64
+    size = 2 * max(weights.shape[-2:]) + 2 * round(max(periods))  # a few periods and kernels wide, valid positions only
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                          indexing="ij")
+    theta = torch.arange(angles, dtype=torch.float64) * math.pi / angles
+    phase = x * theta.cos().view(-1, 1, 1) + y * theta.sin().view(-1, 1, 1)  # (angles, size, size)
+    gratings = torch.cat([torch.cos(2 * math.pi * phase / p) for p in periods])[:, None]
+    power = F.conv2d(gratings, weights).pow(2).mean(dim=(2, 3)).view(len(periods), angles, -1)  # (P, A, C)
+    tuning = power.gather(0, power.sum(dim=1).argmax(dim=0).view(1, 1, -1).expand(1, angles, -1))[0].T  # (C, A)
+    vector = (tuning * torch.exp(2j * theta)).sum(dim=1)
+    selectivity = vector.abs() / tuning.sum(dim=1).clamp_min(1e-300)
+    preferred = (torch.angle(vector) / 2 % math.pi) * 180 / math.pi
+    return selectivity.float().to(filters.device), preferred.float().to(filters.device)
 
 
 def edge_strength(images: torch.Tensor) -> torch.Tensor:

@@ -145,7 +145,10 @@ def class_logit(target: int | Sequence[int] | torch.Tensor) -> Objective:
     _check_index(target, "target")
 
     def fn(r: Recording) -> torch.Tensor:
-        return gather(r.logits, _per_image(target, r.logits.shape[0], r.logits.device, "target"))
+        n = r.image.shape[0]
+        if not isinstance(r.logits, torch.Tensor):  # a tuple of outputs, a dict: gather names the model's output
+            gather(r.logits, torch.zeros(n, dtype=torch.long))
+        return gather(r.logits, _per_image(target, n, r.logits.device, "target"))
     return Objective(fn, needs_logits=True, name=f"logit[{target}]")
 
 

@@ -93,16 +93,33 @@ def spectrum_to_image(spectrum: torch.Tensor, size: tuple[int, int], *, decay_po
     """Fourier coefficients -> an image-shaped tensor (unconstrained values), with the 1/f scaling applied.
 
     Args:
-        spectrum: (N, C, H, W // 2 + 1) complex coefficients (or real with a last axis of 2: real, imaginary).
+        spectrum: (N, C, H, W // 2 + 1) complex coefficients (or real with a last axis of 2: real, imaginary),
+            finite.
         size: (H, W) of the image.
         decay_power: Exponent of the ``1 / f`` scaling. Default: 1.0.
 
     Returns:
         (N, C, H, W): ``irfft2(spectrum * fourier_scale(size))`` with orthonormal scaling, divided by 4
-        (Lucid's constant: keeps the first steps away from the sigmoid's flat ends).
+        (Lucid's constant: keeps the first steps away from the sigmoid's flat ends); differentiable.
     """
+    layout = "(N, C, H, W // 2 + 1) complex, or real with a last axis of 2 (real, imaginary)"
+    if not isinstance(spectrum, torch.Tensor) or not (spectrum.is_complex() or spectrum.is_floating_point()):
+        raise TypeError(f"spectrum must be a complex or float tensor {layout}, got {type(spectrum).__name__}"
+                        + (f" of dtype {spectrum.dtype}" if isinstance(spectrum, torch.Tensor) else ""))
+    if not spectrum.is_complex() and (spectrum.ndim < 2 or spectrum.shape[-1] != 2):
+        raise ValueError(f"spectrum must be {layout}; a real tensor needs a last axis of 2, got shape "
+                         f"{tuple(spectrum.shape)}")
+    if spectrum.numel() == 0:
+        raise ValueError(f"spectrum is empty: shape {tuple(spectrum.shape)}")
+    if spectrum.device.type == "meta" or not torch.isfinite(spectrum.detach()).all():
+        raise ValueError("spectrum must hold finite values (no NaN or inf, not on the 'meta' device)")
+    return _spectrum_to_image(spectrum, size, decay_power)
+
+
+def _spectrum_to_image(spectrum: torch.Tensor, size: tuple[int, int], decay_power: float) -> torch.Tensor:
+    """:func:`spectrum_to_image` without the checks on ``spectrum`` (every step of an optimization calls it)."""
     if not spectrum.is_complex():
-        spectrum = torch.view_as_complex(spectrum)
+        spectrum = torch.view_as_complex(spectrum.contiguous())
     scale = fourier_scale(size, decay_power=decay_power).to(spectrum.device)
     if spectrum.shape[-2:] != scale.shape:
         raise ValueError(f"spectrum must end in {tuple(scale.shape)} for an image of size {tuple(size)}, "
@@ -129,7 +146,7 @@ class Parameterization:
     def linear(self) -> torch.Tensor:
         """The image before the sigmoid: (N, 3, H, W), any real values."""
         variables = self.params[0]
-        out = variables if self.kind == "pixels" else spectrum_to_image(variables, self.size, decay_power=self.decay_power)
+        out = variables if self.kind == "pixels" else _spectrum_to_image(variables, self.size, self.decay_power)
         return _mix(out, self.matrix) if self.decorrelate else out
 
     def __call__(self) -> torch.Tensor:
@@ -164,8 +181,9 @@ def _shape(size: object, batch: object, images: torch.Tensor | None) -> tuple[in
     if min(height, width) < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {(height, width)}")
     batch = check_int(batch, "batch")
-    # the variables, the image, Adam's two moments and the network's activations: a few copies at least
-    check_memory(8 * 4 * batch * 3 * height * width, f"gradient ascent on {batch} images of {height}x{width} "
+    # the variables, their gradient, Adam's two moments, the image and its sigmoid: 8 copies at most (the network's
+    # activations are estimated by visualize, which knows the model)
+    check_memory(8 * 4 * batch * 3 * height * width, f"the variables of {batch} images of {height}x{width} "
                  f"(size={size}, batch={batch})", hint="use a smaller size or batch")
     return batch, 3, height, width
 

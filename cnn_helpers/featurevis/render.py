@@ -28,12 +28,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from cnn_helpers.core.budget import check_cost
+from cnn_helpers.core.budget import check_cost, check_pass_memory
 from cnn_helpers.core.checks import (check_bool, check_float, check_generator, check_int, check_layers, check_model,
-                                     check_pair)
+                                     check_model_takes, check_pair)
 from cnn_helpers.core.hooks import record
 from cnn_helpers.core.progress import progress_bar
-from cnn_helpers.core.state import evaluating, grad_enabled, model_device, restore_requires_grad
+from cnn_helpers.core.state import evaluating, grad_enabled, model_device, model_dtype, restore_requires_grad
 from cnn_helpers.featurevis import params
 from cnn_helpers.featurevis import transforms as tf
 from cnn_helpers.featurevis.objectives import Objective, Recording, class_logit
@@ -43,7 +43,7 @@ __all__ = ["Visualization", "visualize", "class_visualization"]
 
 @dataclass
 class Visualization:
-    """What :func:`visualize` returns: ``image`` (N, 3, H, W) in [0, 1], detached, on the model's device,
+    """What :func:`visualize` returns: ``image`` (N, 3, H, W) in [0, 1], detached, on the model's device, in its dtype,
     and ``history`` (steps, N): each image's objective at every step (before that step's update)."""
 
     image: torch.Tensor
@@ -68,7 +68,7 @@ def _parameterization(param: object, size: object, batch: object, generator: tor
 def _check_cost(model: nn.Module, param: params.Parameterization, steps: int) -> None:
     """Warn before minutes of gradient ascent, refuse a day (huge ``steps``, ``size`` or ``batch``)."""
     shape = (1, 3, *param.size)
-    probe = torch.empty(1, 1, 1, 1, device=model_device(model)).expand(shape)  # shape and device only, no memory
+    probe = torch.empty(1, 1, 1, 1, device=model_device(model), dtype=model_dtype(model)).expand(shape)  # no memory
     check_cost(model, probe, steps * param.batch, f"gradient ascent with steps={steps}, size={param.size}, "
                f"batch={param.batch}", backward=True, hint="use fewer steps, a smaller size or batch")
 
@@ -110,13 +110,14 @@ def visualize(model: nn.Module, objective: Objective, *, param: str | params.Par
         >>> result = visualize(model, class_logit(309), steps=128, generator=torch.Generator().manual_seed(0))
     """
     check_model(model)
+    check_model_takes(model, 3, "pictures (feature visualization makes RGB images)")
     if not isinstance(objective, Objective):
         raise TypeError("objective must be an Objective (class_logit(...), channel(...), ...), "
                         f"got {type(objective).__name__}")
     layers = check_layers(model, list(objective.layers)) if objective.layers else []
     steps, lr = check_int(steps, "steps"), check_float(lr, "lr", minimum=0.0, strict_minimum=True)
     generator, progress = check_generator(generator), check_bool(progress, "progress")
-    history = []
+    dtype, history = model_dtype(model) or torch.float32, []
     with evaluating(model), restore_requires_grad(model.parameters()), grad_enabled(), \
             record(model, layers, stop=not objective.needs_logits) as rec, \
             progress_bar(steps, "gradient ascent", enabled=progress) as bar:
@@ -126,8 +127,13 @@ def visualize(model: nn.Module, objective: Objective, *, param: str | params.Par
         model.requires_grad_(False)  # gradients for the image only: faster, and every .grad stays as it was
         optimizer = torch.optim.Adam(param.params, lr=lr)
         for step in range(steps):
-            image = param()
-            logits = rec(transform(image, generator))
+            image = param()  # float32 whatever the model computes in: the FFT and the transforms need it
+            seen = transform(image, generator).to(dtype)
+            if step == 0:  # the transforms may have enlarged it (padding)
+                check_pass_memory(model, seen, f"gradient ascent on {len(seen)} images of {tuple(seen.shape[-2:])} "
+                                  f"px (size={param.size}, batch={param.batch}, transformed)",
+                                  hint="use a smaller size or batch")
+            logits = rec(seen)
             scores = objective(Recording(image=image, activations=rec, logits=logits))
             if scores.shape != (image.shape[0],) or not torch.isfinite(scores).all():
                 raise ValueError(f"objective {objective.name} must give one finite score per image, got "
@@ -136,12 +142,12 @@ def visualize(model: nn.Module, objective: Objective, *, param: str | params.Par
             for variable, grad in zip(param.params, grads):
                 variable.grad = grad
             optimizer.step()
-            history.append(scores.detach())
+            history.append(scores.detach().to(torch.promote_types(scores.dtype, torch.float32)))
             if callback is not None:
                 callback(step, image.detach(), scores.detach())
             bar.update(1)
         with torch.no_grad():
-            final = param().clamp(0, 1)
+            final = param().clamp(0, 1).to(dtype)
     for variable in param.params:
         variable.grad = None
     return Visualization(image=final.detach(), history=torch.stack(history), objective=objective.name)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cnn_helpers.core.checks import check_finite, check_float, check_generator, check_int
+from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import gaussian_blur
 
 __all__ = ["ImageTransform", "Pad", "Jitter", "RandomScale", "RandomRotate", "Blur", "Compose", "standard_transforms",
@@ -31,6 +32,13 @@ ImageTransform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64) * (high - low) + low
+
+
+def _check_padded(images: torch.Tensor, pad: float, what: str, hint: str) -> None:
+    """Refuse (warn) before padding ``images`` by ``pad`` pixels on every side takes more than 8 GiB (1 GiB)."""
+    n, c, height, width = images.shape
+    check_memory(images.element_size() * n * c * (height + 2 * pad) * (width + 2 * pad),
+                 f"{what} on images of shape {tuple(images.shape)}", hint)
 
 
 def _affine(images: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -53,6 +61,7 @@ class Pad:
         self.value = check_float(value, "value", minimum=0.0, maximum=1.0)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_padded(images, self.pixels, f"Pad(pixels={self.pixels})", "use fewer pixels")
         return F.pad(images, [self.pixels] * 4, mode="constant", value=self.value)
 
     def __repr__(self) -> str:
@@ -67,6 +76,7 @@ class Jitter:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         n = images.shape[0]
+        _check_padded(images, self.pixels, f"Jitter(pixels={self.pixels})", "use fewer pixels")
         shift = torch.randint(-self.pixels, self.pixels + 1, (n, 2), generator=check_generator(generator))
         # a whole-pixel move copies pixels exactly; torch.roll would wrap the far edge around, so pad and crop
         pad = self.pixels
@@ -116,6 +126,10 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of each channel with standard deviation ``sigma`` pixels (edges reflected); same shape."""
     sigma = check_float(sigma, "sigma", minimum=0.0)
     check_finite(images, "images")
+    n, c, height, width = images.shape
+    radius = math.ceil(3 * sigma)  # the kernel's half-width; each of the two passes pads one axis by it on both ends
+    check_memory(8 * (2 * radius + 1) + images.element_size() * n * c * (height * width + 2 * radius * max(height, width)),
+                 f"a blur with sigma={sigma:g} of images of shape {tuple(images.shape)}", "use a smaller sigma")
     return gaussian_blur(images, sigma)
 
 
