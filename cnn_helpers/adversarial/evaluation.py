@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cnn_helpers.adversarial.attacks import LOSSES, NORMS, fgsm, pgd
-from cnn_helpers.core.budget import batch_size_for, check_cost
+from cnn_helpers.core.budget import batch_size_for, check_cost, check_steps
 from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_class_indices, check_float,
                                      check_generator, check_images, check_int, check_logits, check_model, check_target)
 from cnn_helpers.core.state import evaluating, model_channels
@@ -81,6 +81,8 @@ def attack(model: nn.Module, images: torch.Tensor, labels: Target, *, method: st
     passes = len(images) * (1 if method == "fgsm" else steps * restarts)
     check_cost(model, images, passes, f"attack with method={method!r}, steps={steps}, restarts={restarts}",
                backward=True, hint="fewer steps or restarts")
+    check_steps(passes // max(1, min(batch_size, len(images))), f"attack with steps={steps}, restarts={restarts}",
+                "fewer steps or restarts")  # a tiny model's compute estimate is ~0: the loop's fixed cost per step
     if eps == 0:
         return images.detach().clone()
     alpha = 2.5 * eps / steps if alpha is None else alpha
