@@ -321,3 +321,81 @@ def test_attacks_follow_the_input_to_cuda(setup):
         assert on_gpu.device.type == "cuda"
         # same steps; kernels differ in rounding, which can flip the sign of a near-zero gradient value
         assert (on_gpu.cpu() - on_cpu).abs().gt(1e-4).float().mean() < 0.01, name
+
+
+# --- model outputs that are not class scores (issue 20, class 6) ------------------------------------------------
+
+class Segmenter(nn.Module):
+    """A segmentation-shaped output: (N, classes, H, W) scores per pixel, not per image."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.conv = nn.Conv2d(3, classes, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def one_logit():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 1)).eval()
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool"])
+@pytest.mark.parametrize("model, match", [
+    (Segmenter(), r"class scores \(logits\) of shape \(6, classes\).*got shape \(6, 4, 16, 16\)"),
+    (one_logit(), r"classes >= 2, got shape \(6, 1\); a one-logit \(sigmoid\) model"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(768, 3), nn.Flatten(0)), r"got shape \(18,\)"),
+])
+def test_an_output_that_is_not_class_scores_gets_a_clear_error(name, model, match):
+    x = images()
+    with pytest.raises(ValueError, match=match):
+        CALLS[name](model.eval(), x, torch.zeros(6, dtype=torch.long))
+
+
+def test_a_tuple_output_gets_a_clear_error():
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(768, 3)
+
+        def forward(self, x):
+            out = self.fc(x.flatten(1))
+            return out, out
+
+    with pytest.raises(ValueError, match="class scores .* got tuple"):
+        pgd(Pair(), images(), 0, eps=0.1, alpha=0.1, steps=1)
+
+
+# --- the margin loss (Carlini & Wagner) ----------------------------------------------------------------------
+
+def test_margin_pgd_step_on_a_linear_model_follows_the_runner_up_by_hand():
+    net, x = Linear(classes=3, scale=1.0), images(4, 4, 5, low=0.3, high=0.7)
+    with torch.no_grad():
+        logits = net(x)
+    y = logits.argmax(1)
+    runner_up = logits.scatter(1, y[:, None], float("-inf")).argmax(1)
+    w = net.weight
+    # untargeted margin loss -(f_y - f_runner-up): its gradient is w_runner-up - w_y for every image
+    expected = (x + 0.05 * (w[runner_up] - w[y]).sign()).clamp(0, 1)
+    adv = pgd(net, x, y, eps=0.1, alpha=0.05, steps=1, random_start=False, loss="margin")
+    assert torch.allclose(adv, expected, atol=1e-6)
+    towards = pgd(net, x, runner_up, eps=0.1, alpha=0.05, steps=1, random_start=False, targeted=True, loss="margin")
+    assert torch.allclose(towards, expected, atol=1e-6)  # targeted at the runner-up: the same direction
+
+
+def test_margin_loss_keeps_climbing_where_cross_entropy_saturates():
+    # a confident linear model: cross-entropy's gradient is ~0 (softmax saturated, float32), the margin's is not
+    net, x = Linear(classes=3, scale=1.0), images(4, 4, 5, low=0.3, high=0.7)
+    with torch.no_grad():
+        net.bias.copy_(torch.tensor([200.0, 0.0, 0.0]))
+    y = torch.zeros(4, dtype=torch.long)
+    ce = pgd(net, x, y, eps=0.1, alpha=0.05, steps=1, random_start=False)
+    margin = pgd(net, x, y, eps=0.1, alpha=0.05, steps=1, random_start=False, loss="margin")
+    assert torch.equal(ce, x)  # sign(0) = 0: no step at all
+    assert (margin - x).abs().amax() > 0.04
+
+
+def test_unknown_loss_is_refused(setup):
+    net, x, y = setup
+    with pytest.raises(ValueError, match="loss must be one of 'ce', 'margin'"):
+        pgd(net, x, y, eps=0.1, alpha=0.1, steps=1, loss="cw")

@@ -158,3 +158,75 @@ def test_bad_input_gets_a_clear_error(call, error, match):
     model, x = Linear(), photos(4)
     with pytest.raises(error, match=match):
         call(model, x, predict(model, x))
+
+
+# --- restarts, the margin loss, outputs that are not class scores (issue 19 and 20) ----------------------------
+
+def conv_net(classes=5):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 2 * 3, classes)).eval()
+
+
+def test_restarts_keep_each_first_success_and_fool_at_least_as_many():
+    model, x = conv_net(), photos(40)
+    y = predict(model, x)
+    options = dict(eps=0.03, steps=2, random_start=True)
+    once = attack(model, x, y, generator=torch.Generator().manual_seed(0), **options)
+    five = attack(model, x, y, restarts=5, generator=torch.Generator().manual_seed(0), **options)
+    fooled_once, fooled_five = predict(model, once) != y, predict(model, five) != y
+    assert torch.equal(five[fooled_once], once[fooled_once])  # the first run's successes are kept as they are
+    assert (fooled_five | ~fooled_once).all() and fooled_five.sum() > fooled_once.sum()  # and restarts add more
+    assert (five - x).abs().max() <= 0.03 + 1e-6 and five.min() >= 0 and five.max() <= 1
+
+
+def test_margin_loss_reaches_the_attack():
+    model, x = conv_net(), photos(8)
+    y = predict(model, x)
+    ce = attack(model, x, y, eps=0.05, steps=3)
+    margin = attack(model, x, y, eps=0.05, steps=3, loss="margin")
+    assert torch.equal(margin, pgd(model, x, y, eps=0.05, alpha=2.5 * 0.05 / 3, steps=3, random_start=False,
+                                   loss="margin"))
+    assert not torch.equal(margin, ce)
+
+
+class Segmenter(nn.Module):
+    """(N, classes, H, W) scores per pixel: a segmentation model, not a classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: predict(m, x),
+    lambda m, x: attack(m, x, 0, eps=0.1, steps=1),
+    lambda m, x: attack(m, x, 0, eps=0.0),  # eps = 0 returns early, but only after the checks
+    lambda m, x: eps_curve(m, x, 0, [0.0, 0.1]),
+    lambda m, x: fooling_rate(m, x, x),
+    lambda m, x: transfer_matrix([m, m], x, eps=0.1, steps=1),
+])
+def test_a_segmentation_output_gets_a_clear_error(call):
+    x = photos(5)  # (5, 3, 4, 5): a segmentation output (5, 4, 4, 5) whose argmax(1) would look like labels
+    with pytest.raises(ValueError, match=r"class scores \(logits\) of shape \(\d+, classes\).*got shape \(\d+, 4, 4, 5\)"):
+        call(Segmenter().eval(), x)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, x, y: attack(m, x, 7, eps=0.0), ValueError, r"labels must be a class index in \[0, 1\]"),
+    (lambda m, x, y: attack(m, x, y.float(), eps=0.0), TypeError, "labels must hold integer class indices"),
+    (lambda m, x, y: attack(m, x, y, eps=0.0, targeted="yes"), TypeError, "targeted must be True or False"),
+    (lambda m, x, y: attack(m, x, y, eps=0.0, alpha=-1.0), ValueError, "alpha must be > 0.0"),
+    (lambda m, x, y: attack(m, x, y, eps=0.0, loss="cw"), ValueError, "loss must be one of"),
+    (lambda m, x, y: attack(m, x, y, eps=0.0, generator=1), TypeError, "generator must be"),
+    (lambda m, x, y: attack(m, x, y, eps=0.1, restarts=3), ValueError, "restarts=3 needs method='pgd' and random_start"),
+    (lambda m, x, y: attack(m, x, y, eps=0.1, restarts=0), ValueError, "restarts must be an int"),
+    (lambda m, x, y: attack(m, x, y, eps=0.1, random_start=True, steps=10**5, restarts=10**7), ValueError,
+     "restarts=10000000 would take at least"),
+])
+def test_attack_checks_every_argument_also_at_eps_zero(call, error, match):
+    model, x = Linear(), photos(4)
+    with pytest.raises(error, match=match):
+        call(model, x, predict(model, x))

@@ -16,19 +16,22 @@ and ``DeepFool`` (``tests/test_adversarial.py``).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnn_helpers.core.budget import check_cost, check_steps
-from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_float, check_generator, check_images,
-                                     check_int, check_model, check_target, gather)
+from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_class_indices, check_float,
+                                     check_generator, check_images, check_int, check_logits, check_model, check_target)
 from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.state import evaluating, grad_enabled, model_channels
 
-__all__ = ["fgsm", "pgd", "project", "deepfool", "NORMS"]
+__all__ = ["fgsm", "pgd", "project", "deepfool", "NORMS", "LOSSES"]
 
 NORMS = ("linf", "l2")
+LOSSES = ("ce", "margin")  # what PGD climbs: cross-entropy (Madry et al.) or the logit margin (Carlini & Wagner)
 _DIVISION_EPS = 1e-10  # torchattacks' PGDL2 adds this to the gradient norm before dividing
 
 
@@ -39,20 +42,36 @@ def _checked(model: nn.Module, images: object, labels: object) -> torch.Tensor:
     return check_target(labels, images.shape[0], images.device, name="labels")
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """Mean cross-entropy to climb: away from ``labels``, or towards them (negated) when targeted."""
-    gather(logits, labels, name="labels")  # a clear error for labels outside [0, classes)
-    loss = F.cross_entropy(logits, labels)
-    return -loss if targeted else loss
+def _loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool, loss: str = "ce") -> torch.Tensor:
+    """The mean loss to climb: away from ``labels``, or towards them when targeted.
+
+    ``"ce"``: cross-entropy (negated when targeted). ``"margin"``: the label's logit minus the largest other
+    logit (Carlini & Wagner's f6 without the clamp), negated when untargeted: unlike cross-entropy it does not
+    saturate once the label's probability is near 0 or 1, so its gradient keeps pointing at the boundary.
+    """
+    if loss == "ce":
+        value = F.cross_entropy(logits, labels)
+        return -value if targeted else value
+    own = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
+    margin = (own - others).mean()
+    return margin if targeted else -margin
 
 
-def _gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _first_logits(logits: object, labels: torch.Tensor) -> torch.Tensor:
+    """The first pass's logits, checked once per call: (N, classes >= 2), every label a class index."""
+    logits = check_logits(logits, len(labels))
+    check_class_indices(labels, logits.shape[1], "labels")
+    return logits
+
+
+def _gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targeted: bool,
+              loss: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
     """(d loss / d images, the logits), on a copy (nothing is left in any ``.grad``); works inside ``no_grad``."""
     with grad_enabled():  # clones: normal tensors even when made in the caller's inference mode
         x = images.detach().clone().requires_grad_(True)
-        logits = model(x)
-        (grad,) = torch.autograd.grad(_loss(logits, labels.clone(), targeted), x)
+        logits = _first_logits(model(x), labels)
+        (grad,) = torch.autograd.grad(_loss(logits, labels.clone(), targeted, loss), x)
     return grad, logits.detach()
 
 
@@ -123,7 +142,7 @@ def _random_start(images: torch.Tensor, eps: float, norm: str, generator: torch.
 
 def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, alpha: float, steps: int,
         norm: str = "linf", targeted: bool = False, random_start: bool = True,
-        generator: torch.Generator | None = None, early_stop: bool = False) -> torch.Tensor:
+        generator: torch.Generator | None = None, early_stop: bool = False, loss: str = "ce") -> torch.Tensor:
     """Projected gradient descent: ``steps`` gradient steps of size ``alpha``, each projected back into the budget.
 
     Args:
@@ -135,6 +154,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
             Default: True. generator: For the random start. Default: torch's global generator.
         early_stop: Leave an image alone once the attack has succeeded on it (checked before each step),
             as an attacker would; saves time. Default: False (always ``steps`` steps, as torchattacks).
+        loss: ``"ce"`` (cross-entropy, as torchattacks) or ``"margin"`` (label logit minus the best other one,
+            Carlini & Wagner; does not saturate: a stronger test of a defence). Default: ``"ce"``.
 
     Returns:
         (N, C, H, W) adversarial images in [0, 1] within ``eps`` of ``images``.
@@ -147,18 +168,20 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
     steps, norm = check_int(steps, "steps", minimum=0), check_choice(norm, "norm", NORMS)
     targeted, random_start = check_bool(targeted, "targeted"), check_bool(random_start, "random_start")
     generator, early_stop = check_generator(generator), check_bool(early_stop, "early_stop")
+    loss = check_choice(loss, "loss", LOSSES)
     check_cost(model, images, steps * len(images), f"pgd with steps={steps}", backward=True, hint="fewer steps")
     check_steps(steps, f"pgd with steps={steps}", "fewer steps")  # a tiny model's compute estimate is ~0
-    images = images.detach()
-    adv = _random_start(images, eps, norm, generator) if random_start else images.clone()
-    with evaluating(model):
+    step = functools.partial(_pgd_step, model, eps=eps, alpha=alpha, norm=norm, targeted=targeted, loss=loss)
+    with evaluating(model), grad_enabled():  # every tensor below is ours, a normal one even in inference mode
+        images, labels = _own(images.detach()), _own(labels)
+        adv = _random_start(images, eps, norm, generator) if random_start else images.clone()
         if not early_stop:
-            for _ in range(steps):
-                adv = _pgd_step(model, adv, images, labels, eps, alpha, norm, targeted)[0]
+            for i in range(steps):
+                adv = step(adv, images, labels, check=i == 0)[0]
             return adv
         todo = torch.arange(len(images), device=images.device)  # the images not fooled yet
-        for _ in range(steps):
-            moved, logits = _pgd_step(model, adv[todo], images[todo], labels[todo], eps, alpha, norm, targeted)
+        for i in range(steps):
+            moved, logits = step(adv[todo], images[todo], labels[todo], check=i == 0)
             going = (logits.argmax(1) == labels[todo]) != targeted  # untargeted: still the label; targeted: not yet
             adv[todo[going]] = moved[going]
             todo = todo[going]
@@ -167,16 +190,28 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
     return adv
 
 
-def _pgd_step(model: nn.Module, adv: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, eps: float,
-              alpha: float, norm: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ascent step (sign for L-inf, normalized gradient for L2), projected; and the logits before it."""
-    grad, logits = _gradient(model, adv, labels, targeted)
+def _own(tensor: torch.Tensor) -> torch.Tensor:
+    """A normal tensor: an inference-mode one is copied (autograd cannot save it), any other used as it is."""
+    return tensor.clone() if tensor.is_inference() else tensor
+
+
+def _pgd_step(model: nn.Module, adv: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, *, eps: float,
+              alpha: float, norm: str, targeted: bool, loss: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ascent step from ``adv`` (a tensor of ours, made a leaf here), projected; and the logits before it.
+
+    As torchattacks' loop, without its copies: the gradient w.r.t. ``adv`` itself, one projection per step.
+    """
+    adv.requires_grad_(True)
+    logits = model(adv)
+    if check:  # the first step: output shape and label range (later steps have the same model and labels)
+        _first_logits(logits, labels)
+    (grad,) = torch.autograd.grad(_loss(logits, labels, targeted, loss), adv)
     if norm == "linf":
-        step = grad.sign()
+        direction = grad.sign()
     else:
         length = grad.flatten(1).norm(p=2, dim=1) + _DIVISION_EPS
-        step = grad / length.view(-1, *[1] * (grad.ndim - 1))
-    return _project(adv + alpha * step, images, eps, norm), logits
+        direction = grad / length.view(-1, *[1] * (grad.ndim - 1))
+    return _project(adv.detach() + alpha * direction, images, eps, norm), logits.detach()
 
 
 def _candidates(logits: torch.Tensor, labels: torch.Tensor, classes: int | None) -> torch.Tensor:
@@ -239,7 +274,7 @@ def deepfool(model: nn.Module, images: torch.Tensor, labels: Target, *, steps: i
     with evaluating(model):
         with torch.no_grad():
             logits = model(adv)
-        gather(logits, labels, name="labels")
+        _first_logits(logits, labels)
         candidates = _candidates(logits, labels, classes)
         k = candidates.shape[1]  # one backward pass per candidate class and step, all gradients held at once
         check_memory(k * images.numel() * images.element_size(), f"deepfool with {k} candidate classes",

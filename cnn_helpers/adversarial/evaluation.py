@@ -17,10 +17,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from cnn_helpers.adversarial.attacks import NORMS, fgsm, pgd
-from cnn_helpers.core.budget import batch_size_for, check_cost
+from cnn_helpers.adversarial.attacks import LOSSES, NORMS, fgsm, pgd
+from cnn_helpers.core.budget import batch_size_for, check_cost, check_steps
 from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_class_indices, check_float,
-                                     check_generator, check_images, check_int, check_model, check_target)
+                                     check_generator, check_images, check_int, check_logits, check_model, check_target)
 from cnn_helpers.core.state import evaluating, model_channels
 
 __all__ = ["ATTACKS", "attack", "predict", "eps_curve", "fooling_rate", "transfer_matrix",
@@ -39,48 +39,74 @@ def _check_labels(model: nn.Module, images: torch.Tensor, labels: object) -> tor
     """(N,) int64 class indices within the model's outputs (one image is classified to count them)."""
     labels = check_target(labels, images.shape[0], images.device, name="labels")
     with torch.no_grad(), evaluating(model):
-        classes = model(images[:1]).shape[1]
+        classes = check_logits(model(images[:1]), 1).shape[1]
     check_class_indices(labels, classes, "labels")
     return labels
 
 
 def attack(model: nn.Module, images: torch.Tensor, labels: Target, *, method: str = "pgd", eps: float,
            targeted: bool = False, steps: int = 10, alpha: float | None = None, norm: str = "linf",
-           random_start: bool = False, generator: torch.Generator | None = None, early_stop: bool = False,
-           batch_size: int | None = None) -> torch.Tensor:
+           random_start: bool = False, restarts: int = 1, loss: str = "ce", generator: torch.Generator | None = None,
+           early_stop: bool = False, batch_size: int | None = None) -> torch.Tensor:
     """FGSM or PGD on any number of images, in batches; PGD's step size defaults to Madry et al.'s ``2.5 eps / steps``.
 
     Args:
         images: (N, C, H, W) in [0, 1]. labels: Int or (N,): classes to leave, or targets when ``targeted``.
-        method: ``"fgsm"`` (one step; ``steps``, ``alpha``, ``norm`` ignored) or ``"pgd"``. Default: ``"pgd"``.
-        eps: Budget in pixel units, >= 0 (0 returns the images unchanged). steps, alpha, norm, random_start,
+        method: ``"fgsm"`` (one step; ``steps``, ``alpha``, ``norm``, ``loss`` ignored) or ``"pgd"``. Default: ``"pgd"``.
+        eps: Budget in pixel units, >= 0 (0 returns the images unchanged). steps, alpha, norm, random_start, loss,
             generator, early_stop: As in :func:`adversarial.pgd` (defaults 10, ``2.5 * eps / steps``, ``"linf"``,
-            False, None, False).
+            False, ``"ce"``, None, False).
+        restarts: PGD runs from independent random starts (needs ``random_start=True``); each image keeps the
+            first run that succeeds on it, else the last. Default: 1.
         batch_size: Images per attack call. Default: about 16 images of 224 px.
 
     Returns:
         (N, C, H, W) adversarial images in [0, 1], detached.
     Example:
-        >>> adv = attack(model, images, labels, method="pgd", eps=2 / 255, steps=10)
+        >>> adv = attack(model, images, labels, eps=8 / 255, steps=50, random_start=True, restarts=5)
     """
     _check_inputs(model, images)
-    labels = check_target(labels, images.shape[0], images.device, name="labels")
     method, eps = check_choice(method, "method", ATTACKS), check_float(eps, "eps", minimum=0.0)
-    steps, norm = check_int(steps, "steps"), check_choice(norm, "norm", NORMS)
+    steps, norm, loss = check_int(steps, "steps"), check_choice(norm, "norm", NORMS), check_choice(loss, "loss", LOSSES)
+    targeted, early_stop = check_bool(targeted, "targeted"), check_bool(early_stop, "early_stop")
+    random_start, restarts = check_bool(random_start, "random_start"), check_int(restarts, "restarts")
+    generator = check_generator(generator)
+    if alpha is not None:
+        alpha = check_float(alpha, "alpha", minimum=0.0, strict_minimum=True)
+    if restarts > 1 and (method != "pgd" or not random_start):
+        raise ValueError(f"restarts={restarts} needs method='pgd' and random_start=True: "
+                         "without a random start every run gives the same image")
     batch_size = batch_size_for(images, 16) if batch_size is None else check_int(batch_size, "batch_size")
-    passes = len(images) * (1 if method == "fgsm" else steps)
-    check_cost(model, images, passes, f"attack with method={method!r}, steps={steps}", backward=True, hint="fewer steps")
+    labels = _check_labels(model, images, labels)  # one image classified: the model's outputs and the label range
+    passes = len(images) * (1 if method == "fgsm" else steps * restarts)
+    check_cost(model, images, passes, f"attack with method={method!r}, steps={steps}, restarts={restarts}",
+               backward=True, hint="fewer steps or restarts")
+    check_steps(passes // max(1, min(batch_size, len(images))), f"attack with steps={steps}, restarts={restarts}",
+                "fewer steps or restarts")  # a tiny model's compute estimate is ~0: the loop's fixed cost per step
     if eps == 0:
         return images.detach().clone()
     alpha = 2.5 * eps / steps if alpha is None else alpha
+    options = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=targeted, random_start=random_start,
+                   generator=generator, early_stop=early_stop, loss=loss)
     chunks = []
     for x, y in zip(images.split(batch_size), labels.split(batch_size)):
         if method == "fgsm":
             chunks.append(fgsm(model, x, y, eps=eps, targeted=targeted))
         else:
-            chunks.append(pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=targeted,
-                              random_start=random_start, generator=generator, early_stop=early_stop))
+            chunks.append(_restarted(model, x, y, restarts, options))
     return torch.cat(chunks)
+
+
+def _restarted(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, restarts: int, options: dict) -> torch.Tensor:
+    """PGD from ``restarts`` random starts: each image keeps the first successful run, else the last one."""
+    best = pgd(model, images, labels, **options)
+    for _ in range(restarts - 1):
+        done = (predict(model, best) == labels) == options["targeted"]
+        if done.all():
+            break
+        todo = (~done).nonzero()[:, 0]
+        best[todo] = pgd(model, images[todo], labels[todo], **options)
+    return best
 
 
 @torch.no_grad()
@@ -89,7 +115,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int | None = 
     _check_inputs(model, images)
     batch_size = batch_size_for(images, 64) if batch_size is None else check_int(batch_size, "batch_size")
     with evaluating(model):
-        return torch.cat([model(x).argmax(1) for x in images.split(batch_size)])
+        return torch.cat([check_logits(model(x), len(x)).argmax(1) for x in images.split(batch_size)])
 
 
 def eps_curve(model: nn.Module, images: torch.Tensor, labels: Target, eps_values: Sequence[float], *,

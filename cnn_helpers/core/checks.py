@@ -20,7 +20,7 @@ from cnn_helpers.core.state import model_channels, model_device, model_dtype
 __all__ = [
     "Target", "check_images", "check_layer", "check_layers", "check_model", "check_target", "gather",
     "check_int", "check_float", "check_bool", "check_choice", "check_generator", "check_baseline", "check_pair",
-    "check_fits_model", "check_class_indices", "check_finite", "check_model_takes",
+    "check_fits_model", "check_class_indices", "check_finite", "check_model_takes", "check_logits",
 ]
 
 Target = Union[int, torch.Tensor]
@@ -236,6 +236,20 @@ def gather(output: object, target: torch.Tensor, name: str = "target") -> torch.
         raise ValueError(f"the model must return logits of shape ({target.shape[0]}, classes), got {shape}")
     check_class_indices(target, output.shape[1], name)
     return output.gather(1, target[:, None])[:, 0]
+
+
+def check_logits(output: object, n: int, *, minimum: int = 2) -> torch.Tensor:
+    """``output`` if it is (n, classes) class scores with at least ``minimum`` classes; ValueError otherwise.
+
+    A classifier's output, as attacks and accuracies need it: not a segmentation map (N, C, H, W), a tuple, an
+    (N,) score or a single logit (a softmax over one class is constant: argmax and cross-entropy say nothing).
+    """
+    if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != n or output.shape[1] < minimum:
+        got = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else type(output).__name__
+        hint = "; a one-logit (sigmoid) model: return torch.cat([-z, z], 1)" if got.endswith(", 1)") else ""
+        raise ValueError(f"the model must return class scores (logits) of shape ({n}, classes) with classes >= "
+                         f"{minimum}, got {got}{hint}")
+    return output
 
 
 def check_baseline(baseline: object, images: torch.Tensor, name: str = "baseline") -> torch.Tensor:
