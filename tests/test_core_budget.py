@@ -195,3 +195,23 @@ def test_check_steps_warns_then_refuses_at_the_fixed_cost_per_step():
         budget.check_steps(2 * budget.WARN_SECONDS / budget.STEP_SECONDS, "a long loop")
     with pytest.raises(ValueError, match=r"would take at least [\d,]+ h: 1,000,000,000,000 steps .*; use fewer"):
         budget.check_steps(1e12, "an endless loop", "use fewer")
+
+
+def test_activation_elements_by_hand_and_counted_on_meta():
+    # conv 3 -> 8 channels, then a ReLU: the ReLU holds 8 + 8 channels, the conv 3 + 8 (elements per image)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    assert budget.activation_elements(model, torch.zeros(1, 3, 100, 100)) == 16 * 100 * 100
+    with memory_limit(100 * MiB):  # ResNet-18 on a 4000 px photo would hold gigabytes for real
+        big = budget.activation_elements(resnet18(), torch.zeros(1, 3, 1, 1).expand(1, 3, 4000, 4000))
+    assert big == 2 * 64 * 2000 * 2000  # the stem's batch norm (or ReLU): 64 channels at half the size, in and out
+
+
+def test_check_forward_memory_warns_then_refuses_for_batches_and_kept_bytes():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    photo = torch.zeros(1, 3, 1, 1).expand(4, 3, 4096, 4096)  # 16 x 4096^2 x 4 bytes = 1 GiB per image
+    with pytest.warns(memory.CostWarning, match="a forward would allocate about 2.0 GiB; smaller"):
+        budget.check_forward_memory(model, photo, 1, "a forward", keep=1 << 30, hint="smaller")
+    with pytest.warns(memory.CostWarning, match="a forward would allocate about 4.0 GiB"):
+        budget.check_forward_memory(model, photo, 16, "a forward")  # the batch is capped at N = 4 images
+    with pytest.raises(ValueError, match="a forward would allocate about 16 GiB"):
+        budget.check_forward_memory(model, photo[:1].expand(16, -1, -1, -1), 16, "a forward")

@@ -8,13 +8,15 @@ gradient ascent, attacks, style transfer; notebooks 02-07). A lecture demo must 
   :class:`~cnn_helpers.core.memory.CostWarning` above two minutes, a ValueError with the estimate above a day;
 * :func:`check_steps`: the same for the fixed cost of each step of a loop (a tiny model's millions of
   optimizer steps take hours although each pass costs nothing);
-* :func:`batch_size_for`: how many images of a given size make a fast batch.
-
-Memory is checked the same way by :mod:`cnn_helpers.core.memory`.
+* :func:`batch_size_for`: how many images of a given size make a fast batch;
+* :func:`check_forward_memory`: what batched forward passes without gradients hold at once (the largest layer's
+  input and output, per image, counted on the ``meta`` device), warned or refused like any other memory
+  (:mod:`cnn_helpers.core.memory`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 from contextlib import contextmanager
@@ -25,10 +27,10 @@ import torch
 from torch import nn
 
 from cnn_helpers.core.macs import count_forward
-from cnn_helpers.core.memory import CostWarning
+from cnn_helpers.core.memory import CostWarning, check_memory
 
-__all__ = ["check_cost", "check_steps", "already_estimated", "batch_size_for", "image_macs", "WARN_SECONDS",
-           "REFUSE_SECONDS"]
+__all__ = ["check_cost", "check_steps", "already_estimated", "batch_size_for", "image_macs", "activation_elements",
+           "check_forward_memory", "WARN_SECONDS", "REFUSE_SECONDS"]
 
 WARN_SECONDS, REFUSE_SECONDS = 120.0, 24 * 3600.0
 # multiply-accumulates per second a conv net reaches: a laptop CPU (EfficientNet-Lite0: 0.4 GMACs in ~28 ms on
@@ -41,6 +43,7 @@ STEP_SECONDS = 1e-4
 # an upper bound per input pixel (VGG-16: 15.5 GMACs at 224 px); below it no model needs to be measured
 _MAX_MACS_PER_PIXEL = 20e9 / (224 * 224)
 _MACS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(C, H, W): MACs of one image}
+_PEAKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(C, H, W): largest layer in + out}
 _ESTIMATED: ContextVar[bool] = ContextVar("cnn_helpers_cost_estimated", default=False)
 
 
@@ -132,3 +135,32 @@ def batch_size_for(images: torch.Tensor, per_224: int) -> int:
     """How many images of this size make a fast batch: ``per_224`` images of 224 x 224 pixels."""
     pixels = images.shape[-2] * images.shape[-1]
     return max(1, per_224 * 224 * 224 // pixels)
+
+
+def activation_elements(model: nn.Module, images: torch.Tensor) -> int:
+    """The largest input plus output of any layer in one image's forward pass (elements; counted on the ``meta``
+    device by :func:`cnn_helpers.core.macs.count_forward`, cached per model and size): what a forward pass without
+    gradients holds at once, at least."""
+    shape = tuple(images.shape[1:])
+    cache = _PEAKS.setdefault(model, {})
+    if shape not in cache:
+        _, calls = count_forward(model, (1, *shape), dtype=images.dtype, per_layer=True)
+        cache[shape] = max((math.prod(c.input_shape) + math.prod(c.output_shape) for c in calls),
+                           default=2 * math.prod(shape))
+    return cache[shape]
+
+
+def check_forward_memory(model: nn.Module, images: torch.Tensor, batch_size: int, what: str, *, keep: float = 0,
+                         hint: str = "") -> None:
+    """Warn (above 1 GiB) or refuse (above 8 GiB) before forward passes without gradients over ``images`` in batches.
+
+    Args:
+        model: The network. images: (N, C, H, W); the size of one image, its dtype.
+        batch_size: Images per forward pass. keep: Bytes the caller keeps besides (the features of all images).
+        what: The call, for the message. hint: How to reduce it.
+
+    Example:
+        >>> check_forward_memory(model, images, 32, "extract_features of 224 x 224 images", hint="a smaller batch_size")
+    """
+    batch = min(batch_size, images.shape[0]) * activation_elements(model, images) * images.element_size()
+    check_memory(batch + keep, what, hint)

@@ -20,7 +20,7 @@ from cnn_helpers.core.state import model_device, model_dtype
 __all__ = [
     "Target", "check_images", "check_layer", "check_layers", "check_model", "check_target", "gather",
     "check_int", "check_float", "check_bool", "check_choice", "check_generator", "check_baseline", "check_pair",
-    "check_fits_model", "check_class_indices", "check_finite",
+    "check_fits_model", "check_class_indices", "check_finite", "check_logits",
 ]
 
 Target = Union[int, torch.Tensor]
@@ -216,11 +216,19 @@ def check_target(target: object, n: int, device: torch.device, name: str = "targ
     return target.to(device=device, dtype=torch.long)
 
 
+def check_logits(output: object, n: int) -> torch.Tensor:
+    """``output`` if it is an (n, classes) tensor, what a classifier returns; ValueError naming the model otherwise
+    (a tuple of outputs, per-pixel scores of a segmentation model, a batch of another size)."""
+    if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != n:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(f"the model must return logits of shape ({n}, classes), got {shape}: this function "
+                         "needs a classifier (wrap a model with several outputs to return its logits alone)")
+    return output
+
+
 def gather(output: object, target: torch.Tensor, name: str = "target") -> torch.Tensor:
     """``output[i, target[i]]``: (M,) scores; ValueError for a non-(M, C) output or a target out of range."""
-    if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != target.shape[0]:
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ValueError(f"the model must return logits of shape ({target.shape[0]}, classes), got {shape}")
+    check_logits(output, target.shape[0])
     check_class_indices(target, output.shape[1], name)
     return output.gather(1, target[:, None])[:, 0]
 
