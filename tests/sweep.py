@@ -141,6 +141,7 @@ KINDS: dict[str, list[Bad]] = {
         Bad("uint8 dtype", lambda x: (x * 255).round().to(torch.uint8), "same", 0.5 / 255),
         Bad("batch", lambda x: torch.cat([x, x])), Bad("meta", lambda x: x.to("meta")), Bad("numpy", lambda x: x.numpy()),
         Bad("float64", lambda x: x.double(), "same"), Bad("requires grad", lambda x: x.clone().requires_grad_(True), "same"),
+        Bad("small odd size", lambda x: x[..., :11, :9], "any"),  # under the 16 px some helpers round up to
     ],
     "map": [  # a 2-D (or (N, ...)) map of real values
         Bad("nan", _pixel(float("nan"))), Bad("inf", _pixel(float("inf"))), Bad("list", lambda m: m.tolist()),
@@ -182,6 +183,7 @@ class Entry:
     contexts: bool = True  # also run the valid call inside no_grad() and inference_mode()
     atol: float = 1e-5
     attached: bool = False  # a building block of an optimization loop: its result may stay attached to the graph
+    post: Callable[[Any, dict[str, Any]], str | None] | None = None  # what an accepted result must also satisfy
 
     @property
     def name(self) -> str:
@@ -205,13 +207,15 @@ class Entry:
 
 
 def entry(fn: Callable[..., Any], *, kinds: dict[str, str | None] | None = None, expect: dict[str, str] | None = None,
-          state: bool = True, contexts: bool = True, atol: float = 1e-5, attached: bool = False, **valid: Any) -> Entry:
+          state: bool = True, contexts: bool = True, atol: float = 1e-5, attached: bool = False,
+          post: Callable[[Any, dict[str, Any]], str | None] | None = None, **valid: Any) -> Entry:
     """An :class:`Entry` for ``fn`` called with ``valid`` keyword arguments (``Fresh(factory)`` for models/tensors).
 
     Arguments named as in :data:`KIND_BY_NAME` are swept with that kind, whether given or left at their
     default; ``kinds`` adds others (``{"sigma": "float+"}``) or switches one off (``{"size": None}``).
     ``attached=True``: the function is a building block of an optimization loop (feature maps, a loss) whose
     result legitimately stays attached to the autograd graph; every other check still applies.
+    ``post(result, arguments)`` says what is wrong with an accepted result (None: nothing), e.g. :func:`same_size`.
     """
     params = inspect.signature(fn).parameters
     unknown = set(valid) - set(params)
@@ -222,7 +226,18 @@ def entry(fn: Callable[..., Any], *, kinds: dict[str, str | None] | None = None,
     for name, kind in swept.items():
         assert kind in KINDS, f"unknown kind {kind!r}"
         assert name in valid or params[name].default is not inspect.Parameter.empty, f"give a valid {name}"
-    return Entry(fn, valid, swept, expect or {}, state, contexts, atol, attached)
+    return Entry(fn, valid, swept, expect or {}, state, contexts, atol, attached, post)
+
+
+def same_size(argument: str) -> Callable[[Any, dict[str, Any]], str | None]:
+    """A ``post`` check: the result (a tensor, or an object holding one as ``.image``) has the height and width of
+    the image given as ``argument``."""
+    def check(result: Any, arguments: dict[str, Any]) -> str | None:
+        given, result = arguments[argument], getattr(result, "image", result)
+        if isinstance(result, torch.Tensor) and isinstance(given, torch.Tensor) and result.shape[-2:] != given.shape[-2:]:
+            return f"the result is {tuple(result.shape[-2:])} px, the {argument} {tuple(given.shape[-2:])} px"
+        return None
+    return check
 
 
 # ------------------------------------------------------------------------------------------ the runner
