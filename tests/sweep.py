@@ -99,6 +99,7 @@ KINDS: dict[str, list[Bad]] = {
     "labels": [
         Bad("float", lambda y: y.float()), Bad("too short", lambda y: y[:-1]), Bad("out of range", lambda y: y + 3),
         Bad("negative", lambda y: y - 3), Bad("list", lambda y: y.tolist()), Bad("int32", lambda y: y.int(), "same"),
+        Bad("empty", lambda y: y[:0]), Bad("2-d", lambda y: y[:, None]),
     ],
     "data": [  # training images: any float values, but finite, (N, C, H, W) and in the model's dtype
         Bad("nan", _pixel(float("nan"))), Bad("inf", _pixel(float("inf"))), Bad("3-d", lambda x: x[0]),
