@@ -84,6 +84,7 @@ KINDS: dict[str, list[Bad]] = {
         Bad("uint8 range", lambda x: x * 255), Bad("normalized", lambda x: (x - 0.45) / 0.225),
         Bad("uint8 dtype", lambda x: (x * 255).round().to(torch.uint8), "same", 0.5 / 255),
         Bad("float64", lambda x: x.double(), "same"), Bad("float16", lambda x: x.half(), "any"),
+        Bad("bfloat16", lambda x: x.bfloat16(), "any"), Bad("odd size", lambda x: x[..., :-1, :-2], "any"),
         Bad("meta", lambda x: x.to("meta")), Bad("3-d", lambda x: x[0]), Bad("grayscale", lambda x: x[:, :1]),
         Bad("rgba", lambda x: torch.cat([x, x[:, :1]], 1)), Bad("empty batch", lambda x: x[:0]),
         Bad("numpy", lambda x: x.numpy()), Bad("list", lambda x: x.tolist()), Bad("none", _const(None)),

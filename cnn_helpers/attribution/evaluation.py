@@ -41,7 +41,7 @@ def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, target: Tar
     n, _, height, width = start.shape
     if not isinstance(heatmap, torch.Tensor) or heatmap.shape != (n, height, width):
         shape = tuple(heatmap.shape) if isinstance(heatmap, torch.Tensor) else type(heatmap).__name__
-        raise ValueError(f"heatmap must have shape (N, H, W) = {(n, height, width)}, got {shape}")
+        raise ValueError(f"heatmap must have the images' shape (N, H, W) = {(n, height, width)}, got {shape}")
     if not heatmap.is_floating_point() or not torch.isfinite(heatmap).all():
         raise ValueError("heatmap must hold finite floats (NaN has no rank)")
     steps = check_int(steps, "steps")
