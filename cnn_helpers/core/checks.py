@@ -15,7 +15,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-from cnn_helpers.core.state import model_device, model_dtype
+from cnn_helpers.core.state import model_channels, model_device, model_dtype
 
 __all__ = [
     "Target", "check_images", "check_layer", "check_layers", "check_model", "check_target", "gather",
@@ -126,6 +126,8 @@ def check_images(images: object, *, name: str = "images", model: nn.Module | Non
     if channels is not None and images.shape[1] != channels:
         hint = {1: f"; grayscale: {name}.expand(-1, 3, -1, -1)", 4: f"; RGBA: {name}[:, :3]"}.get(images.shape[1], "")
         hint = hint if channels == 3 else ""
+        if model is not None and model_channels(model) == images.shape[1]:  # a grey model: expanding would not fit it
+            hint = f"; this function needs {channels}-channel images, and the model takes {images.shape[1]}"
         what = f"{channels} channels" + (" (RGB)" if channels == 3 else "")
         raise ValueError(f"{name} must have {what}, got {images.shape[1]} in shape {tuple(images.shape)}{hint}")
     if images.numel() == 0:
