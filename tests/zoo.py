@@ -16,6 +16,7 @@ animal             what it has                                                  
 ``unpack``         ``n, c, h, w = x.shape`` in forward (ShuffleNetV2)                       #3 (occlusion crash)
 ``unused``         a branch that never runs in forward (GoogLeNet's aux heads in eval)      #14
 ``float64``        float64 weights (and images)                                             #7
+``bfloat16``       bfloat16 weights (and images)                                            #7
 ``grey``           a 1-channel input                                                        #7
 ``tuple``          returns ``(logits, features)``                                           #7
 ``segmentation``   returns (N, C, H, W) scores per pixel                                    #6
@@ -144,6 +145,7 @@ ZOO = [
     Animal("unpack", {"unpack": True}, twin=True),
     Animal("unused", {"unused": True}, layer="aux", layers="aux"),  # the layer functions must refuse "aux" clearly
     Animal("float64", {}, twin=True, dtype=torch.float64),
+    Animal("bfloat16", {}, dtype=torch.bfloat16),  # no twin: 3 significant digits
     Animal("grey", {"channels": 1}),
     Animal("tuple", {"output": "tuple"}),
     Animal("segmentation", {"output": "segmentation"}),
