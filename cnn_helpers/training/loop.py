@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_helpers.core.budget import batch_size_for, check_cost, check_steps
+from cnn_helpers.core.budget import batch_size_for, check_cost, check_forward_memory, check_steps
 from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_class_indices, check_fits_model,
                                      check_float, check_generator, check_int, check_logits, check_model, check_target)
 from cnn_helpers.core.progress import progress_bar
@@ -117,12 +117,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
              batch_size: int = 1000) -> tuple[float, float]:
     """``(error, mean cross-entropy loss)`` of ``model`` on a whole set, in eval mode (every module's mode restored).
 
+    A batch's activations are estimated first: a warning above 1 GiB, a ValueError above 8 GiB (huge photos).
+
     Example:
         >>> error, loss = evaluate(model, images, labels)
     """
     check_model(model)
     check_data(images, labels, model=model)
     batch_size = check_int(batch_size, "batch_size")
+    check_forward_memory(model, images, batch_size, f"evaluating {len(images)} images of {images.shape[-2]}x"
+                         f"{images.shape[-1]} px (batch_size={batch_size})", hint="use smaller images or batch_size")
     wrong, loss = 0, 0.0
     with evaluating(model):
         for i in range(0, len(images), batch_size):
