@@ -84,6 +84,7 @@ KINDS: dict[str, list[Bad]] = {
         Bad("uint8 range", lambda x: x * 255), Bad("normalized", lambda x: (x - 0.45) / 0.225),
         Bad("uint8 dtype", lambda x: (x * 255).round().to(torch.uint8), "same", 0.5 / 255),
         Bad("float64", lambda x: x.double(), "same"), Bad("float16", lambda x: x.half(), "any"),
+        Bad("bfloat16", lambda x: x.bfloat16(), "any"), Bad("odd size", lambda x: x[..., :-1, :-2], "any"),
         Bad("meta", lambda x: x.to("meta")), Bad("3-d", lambda x: x[0]), Bad("grayscale", lambda x: x[:, :1]),
         Bad("rgba", lambda x: torch.cat([x, x[:, :1]], 1)), Bad("empty batch", lambda x: x[:0]),
         Bad("numpy", lambda x: x.numpy()), Bad("list", lambda x: x.tolist()), Bad("none", _const(None)),
@@ -99,6 +100,7 @@ KINDS: dict[str, list[Bad]] = {
     "labels": [
         Bad("float", lambda y: y.float()), Bad("too short", lambda y: y[:-1]), Bad("out of range", lambda y: y + 3),
         Bad("negative", lambda y: y - 3), Bad("list", lambda y: y.tolist()), Bad("int32", lambda y: y.int(), "same"),
+        Bad("empty", lambda y: y[:0]), Bad("2-d", lambda y: y[:, None]),
     ],
     "data": [  # training images: any float values, but finite, (N, C, H, W) and in the model's dtype
         Bad("nan", _pixel(float("nan"))), Bad("inf", _pixel(float("inf"))), Bad("3-d", lambda x: x[0]),
@@ -141,6 +143,7 @@ KINDS: dict[str, list[Bad]] = {
         Bad("uint8 dtype", lambda x: (x * 255).round().to(torch.uint8), "same", 0.5 / 255),
         Bad("batch", lambda x: torch.cat([x, x])), Bad("meta", lambda x: x.to("meta")), Bad("numpy", lambda x: x.numpy()),
         Bad("float64", lambda x: x.double(), "same"), Bad("requires grad", lambda x: x.clone().requires_grad_(True), "same"),
+        Bad("small odd size", lambda x: x[..., :11, :9], "any"),  # under the 16 px some helpers round up to
     ],
     "map": [  # a 2-D (or (N, ...)) map of real values
         Bad("nan", _pixel(float("nan"))), Bad("inf", _pixel(float("inf"))), Bad("list", lambda m: m.tolist()),
@@ -182,6 +185,7 @@ class Entry:
     contexts: bool = True  # also run the valid call inside no_grad() and inference_mode()
     atol: float = 1e-5
     attached: bool = False  # a building block of an optimization loop: its result may stay attached to the graph
+    post: Callable[[Any, dict[str, Any]], str | None] | None = None  # what an accepted result must also satisfy
 
     @property
     def name(self) -> str:
@@ -205,13 +209,15 @@ class Entry:
 
 
 def entry(fn: Callable[..., Any], *, kinds: dict[str, str | None] | None = None, expect: dict[str, str] | None = None,
-          state: bool = True, contexts: bool = True, atol: float = 1e-5, attached: bool = False, **valid: Any) -> Entry:
+          state: bool = True, contexts: bool = True, atol: float = 1e-5, attached: bool = False,
+          post: Callable[[Any, dict[str, Any]], str | None] | None = None, **valid: Any) -> Entry:
     """An :class:`Entry` for ``fn`` called with ``valid`` keyword arguments (``Fresh(factory)`` for models/tensors).
 
     Arguments named as in :data:`KIND_BY_NAME` are swept with that kind, whether given or left at their
     default; ``kinds`` adds others (``{"sigma": "float+"}``) or switches one off (``{"size": None}``).
     ``attached=True``: the function is a building block of an optimization loop (feature maps, a loss) whose
     result legitimately stays attached to the autograd graph; every other check still applies.
+    ``post(result, arguments)`` says what is wrong with an accepted result (None: nothing), e.g. :func:`same_size`.
     """
     params = inspect.signature(fn).parameters
     unknown = set(valid) - set(params)
@@ -222,7 +228,18 @@ def entry(fn: Callable[..., Any], *, kinds: dict[str, str | None] | None = None,
     for name, kind in swept.items():
         assert kind in KINDS, f"unknown kind {kind!r}"
         assert name in valid or params[name].default is not inspect.Parameter.empty, f"give a valid {name}"
-    return Entry(fn, valid, swept, expect or {}, state, contexts, atol, attached)
+    return Entry(fn, valid, swept, expect or {}, state, contexts, atol, attached, post)
+
+
+def same_size(argument: str) -> Callable[[Any, dict[str, Any]], str | None]:
+    """A ``post`` check: the result (a tensor, or an object holding one as ``.image``) has the height and width of
+    the image given as ``argument``."""
+    def check(result: Any, arguments: dict[str, Any]) -> str | None:
+        given, result = arguments[argument], getattr(result, "image", result)
+        if isinstance(result, torch.Tensor) and isinstance(given, torch.Tensor) and result.shape[-2:] != given.shape[-2:]:
+            return f"the result is {tuple(result.shape[-2:])} px, the {argument} {tuple(given.shape[-2:])} px"
+        return None
+    return check
 
 
 # ------------------------------------------------------------------------------------------ the runner

@@ -54,7 +54,7 @@ def test_curves_batch_shapes_and_blur_start():
 
 def test_curve_errors():
     model, x = MeanLogit(torch.ones(4, 4)), torch.rand(1, 3, 4, 4)
-    with pytest.raises(ValueError, match=r"heatmap must have shape \(N, H, W\)"):
+    with pytest.raises(ValueError, match=r"heatmap must have the images. shape \(N, H, W\)"):
         deletion_curve(model, x, 0, torch.rand(1, 3, 4, 4))
     with pytest.raises(ValueError, match="baseline must be"):
         deletion_curve(model, x, 0, torch.rand(1, 4, 4), baseline="noise")

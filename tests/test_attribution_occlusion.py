@@ -211,6 +211,18 @@ def test_unsupported_models_fall_back_to_batches_with_a_notice(model, notice):
     assert torch.equal(ours, plain)
 
 
+@pytest.mark.parametrize("method", ["auto", "incremental", "approximate"])
+def test_a_model_that_reads_shapes_in_forward_falls_back_to_batches(method):
+    # ShuffleNetV2's channel shuffle unpacks `batchsize, num_channels, height, width = x.size()` (issue 20, #3: an
+    # AttributeError before); in an incremental run that would be the shape of a batch of windows
+    model, x = classifier("shufflenet_v2_x0_5"), images(1, 32, 32)
+    plain = occlusion_map(model, x, 3, window=16, stride=8, method="batched")
+    with pytest.warns(UserWarning, match=f"cannot run {method} \\(its forward reads the shape of an activation"):
+        assert torch.equal(occlusion_map(model, x, 3, window=16, stride=8, method=method), plain)
+    with pytest.raises(ValueError, match="the model cannot be run incrementally: its forward reads the shape of an "):
+        occlusion_plan(model, x, window=16, stride=8)
+
+
 def test_a_model_with_hooks_falls_back_and_keeps_its_hooks():
     torch.manual_seed(0)
     model, x = Rolled().eval(), images(1, 12, 12)

@@ -195,3 +195,25 @@ def test_check_steps_warns_then_refuses_at_the_fixed_cost_per_step():
         budget.check_steps(2 * budget.WARN_SECONDS / budget.STEP_SECONDS, "a long loop")
     with pytest.raises(ValueError, match=r"would take at least [\d,]+ h: 1,000,000,000,000 steps .*; use fewer"):
         budget.check_steps(1e12, "an endless loop", "use fewer")
+
+
+def test_pass_values_by_hand_and_counted_on_meta():
+    # conv 3 -> 8 channels, then a ReLU: the input, three times the largest output, and with backward every output
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    image = torch.zeros(1, 3, 100, 100)
+    assert budget.pass_values(model, image, backward=False) == (3 + 3 * 8) * 100 * 100
+    assert budget.pass_values(model, image, backward=True) == (3 + 3 * 8 + 8 + 8) * 100 * 100
+    with memory_limit(100 * MiB):  # ResNet-18 on a 4000 px photo would hold gigabytes for real
+        big = budget.pass_values(resnet18(), torch.zeros(1, 3, 1, 1).expand(1, 3, 4000, 4000), backward=False)
+    assert big == 3 * 4000**2 + 3 * 64 * 2000**2  # the stem: 64 channels at half the size
+
+
+def test_check_pass_memory_warns_then_refuses_for_batches_and_kept_bytes():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    photo = torch.zeros(1, 3, 1, 1).expand(4, 3, 4096, 4096)  # (3 + 3 x 8) x 4096^2 x 4 bytes = 1.69 GiB per image
+    with pytest.warns(memory.CostWarning, match=r"a forward would allocate about 2\.7 GiB; smaller"):
+        budget.check_pass_memory(model, photo, "a forward", backward=False, batch_size=1, keep=1 << 30, hint="smaller")
+    with pytest.warns(memory.CostWarning, match=r"a forward would allocate about 6\.[78] GiB"):
+        budget.check_pass_memory(model, photo, "a forward", backward=False, batch_size=16)  # capped at N = 4 images
+    with pytest.raises(ValueError, match="a forward would allocate about 27 GiB"):
+        budget.check_pass_memory(model, photo[:1].expand(16, -1, -1, -1), "a forward", backward=False, batch_size=16)

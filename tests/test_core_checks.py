@@ -75,6 +75,14 @@ def test_check_images_channels():
         checks.check_images(torch.full((1, 1, 2, 2), 2.0), channels=None)
 
 
+def test_check_images_does_not_tell_a_grey_model_to_expand_its_images():
+    # "grayscale: images.expand(-1, 3, -1, -1)" would then fail in the model's first convolution (issue 20, #17)
+    grey = nn.Sequential(nn.Conv2d(1, 2, 3))
+    with pytest.raises(ValueError, match=r"got 1 in shape \(2, 1, 4, 4\); this function needs 3-channel images, "
+                                         r"and the model takes 1$"):
+        checks.check_images(torch.rand(2, 1, 4, 4), model=grey)
+
+
 def test_check_baseline():
     images = torch.rand(2, 3, 4, 4)
     assert checks.check_baseline(0.5, images).shape == images.shape

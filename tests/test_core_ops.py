@@ -54,3 +54,12 @@ def test_progress_bar_is_silent_unless_enabled():
         real.close()
     with pytest.raises(TypeError):
         progress_bar(3)  # the description is required: every bar says what it counts
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_resize_to_takes_half_precision_and_keeps_its_dtype(dtype):
+    # bfloat16 gave torch's NotImplementedError "compute_index_ranges_weights" (issue 20, #17)
+    x = torch.rand(1, 3, 9, 7, generator=torch.Generator().manual_seed(0))
+    out = resize_to(x.to(dtype), (4, 3))
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), resize_to(x.to(dtype).float(), (4, 3)), atol=1e-2, rtol=0)

@@ -119,7 +119,7 @@ def test_leaves_model_as_found():
 
 def test_hooks_removed_and_mode_restored_on_error():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(7, 2)).train()  # wrong Linear size: forward fails
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"the model cannot take an input of shape \(1, 3, 16, 16\) \(input_size=16\)"):
         layer_table(model, 16)
     assert model.training and not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 

@@ -23,13 +23,15 @@ overrides one case (``{"images:grayscale": "any"}`` for a function that converts
 from __future__ import annotations
 
 import inspect
+import os
 
 import helpers
 import matplotlib
 import numpy as np
 import pytest
 import torch
-from sweep import CLEAR_ERRORS, KINDS, Entry, Fresh, call, check_result, entry, same_result
+import zoo
+from sweep import CLEAR_ERRORS, KINDS, Entry, Fresh, call, check_result, entry, same_result, same_size
 from torch import nn
 
 matplotlib.use("Agg")
@@ -210,7 +212,7 @@ SWEEP: list[Entry] = [
           kinds={"lr": "float+"}, expect={"target:too long": "any"}),
     entry(featurevis.deepdream, model=MODEL, image=IMAGE16, layer="4", octaves=2, steps=2, generator=GEN,
           kinds={"octaves": "count", "octave_scale": "float+", "lr": "float+", "jitter": "int0", "smooth": "float0"},
-          expect={"image:batch": "any"}),
+          expect={"image:batch": "any"}, post=same_size("image")),
     entry(featurevis.invert_features, model=MODEL, image=IMAGE16, layer="4", steps=2, generator=GEN,
           kinds={"tv_weight": "float0", "l2_weight": "float0", "lr": "float+", "param": "choice"},
           expect={"image:batch": "any"}),
@@ -316,20 +318,42 @@ SWEEP: list[Entry] = [
 ]
 
 
+# Cases that fail until the issue-20 fixes in featurevis, style and adversarial are merged: "zoo:TOPIC" switches off
+# the zoo for a whole topic, a case id one case. The lead empties this list after merging those fixes
+# (SWEEP_PENDING=run in the environment runs them anyway, to see which still fail).
+PENDING: tuple[str, ...] = ("zoo:featurevis", "zoo:style", "zoo:adversarial",
+                            "featurevis.dream.deepdream-image-small odd size")
+_RUN_PENDING = os.environ.get("SWEEP_PENDING") == "run"
+
+
+def _param(*values: object, id: str, pending: str) -> object:
+    skip = pending in PENDING and not _RUN_PENDING
+    marks = [pytest.mark.skip(reason=f"PENDING (issue 20, another topic's fix): {pending}")] if skip else []
+    return pytest.param(*values, id=id, marks=marks)
+
+
 def _cases() -> list:
-    return [pytest.param(e, argument, label, id=f"{e.name}-{argument}-{label or 'valid'}")
+    return [_param(e, argument, label, id=(case := f"{e.name}-{argument}-{label or 'valid'}"), pending=case)
             for e in SWEEP for argument, label in e.cases()]
 
 
 _REFERENCE: dict[str, object] = {}
 
 
+def check_accepted(e: Entry, result: object, arguments: dict, what: str) -> None:
+    """The general checks of an accepted result, and the entry's own ``post`` check."""
+    check_result(result, e.attached)
+    problem = e.post(result, arguments) if e.post is not None else None
+    assert problem is None, f"{what}: {problem}"
+
+
 def reference(e: Entry) -> object:
     """The valid call's result (computed once per entry); it must itself pass every check."""
     if e.name not in _REFERENCE:
-        result, error = call(e, e.arguments(), limit=60)  # a first call may load data (MNIST: seconds)
+        arguments = e.arguments()
+        result, error = call(e, arguments, limit=60)  # a first call may load data (MNIST: seconds)
         assert error is None, f"the valid example call of {e.name} failed: {error!r}"
-        check_result(result, e.attached)
+        check_accepted(e, result, arguments, "the valid example call")
         _REFERENCE[e.name] = result
     return _REFERENCE[e.name]
 
@@ -338,6 +362,15 @@ def reference(e: Entry) -> object:
 def _close_figures():
     yield
     plt.close("all")
+
+
+def assert_clear(error: BaseException, arguments: dict, names: set[str], what: str) -> None:
+    """A TypeError/ValueError (or FileNotFoundError) whose message names one of ``names``."""
+    message = f"{type(error).__name__}: {error}"
+    assert isinstance(error, CLEAR_ERRORS), f"obscure error for {what}: {message}"
+    names = names | {n.rstrip("s") for n in names}
+    names |= {v for n, v in arguments.items() if n in names and isinstance(v, str)}
+    assert any(name in str(error) for name in names), f"the error does not name {sorted(names)}: {message}"
 
 
 @pytest.mark.parametrize("e, argument, label", _cases())
@@ -353,14 +386,11 @@ def test_sweep(e: Entry, argument: str, label: str | None):
         arguments[argument] = bad.make(valid)
     result, error = call(e, arguments, context)
     if error is not None:
-        message = f"{type(error).__name__}: {error}"
-        assert isinstance(error, CLEAR_ERRORS), f"obscure error for {argument}={label}: {message}"
-        assert context is None, f"the valid call fails inside {context}: {message}"
-        names = {argument, argument.rstrip("s")} | ({str(arguments[argument])} if isinstance(arguments[argument], str) else set())
-        assert any(name in str(error) for name in names), f"the error does not name {argument!r}: {message}"
+        assert context is None, f"the valid call fails inside {context}: {type(error).__name__}: {error}"
+        assert_clear(error, arguments, {argument}, f"{argument}={label}")
         return
     assert expect != "refuse", f"{argument}={label} was accepted (expected a clear error); returned {type(result).__name__}"
-    check_result(result, e.attached)
+    check_accepted(e, result, arguments, f"{argument}={label}")
     if expect == "same":
         assert same_result(result, expected, atol), f"{argument}={label}: a different result than the valid call"
 
@@ -368,3 +398,26 @@ def test_sweep(e: Entry, argument: str, label: str | None):
 def test_every_kind_is_used():
     used = {kind for e in SWEEP for kind in e.kinds.values()}
     assert used == set(KINDS), f"kinds without a function: {set(KINDS) - used}"
+
+
+# ------------------------------------------------------------------------------------------------ the zoo
+
+def _zoo_cases() -> list:
+    return [_param(e, animal, id=f"{e.name}-zoo:{animal.name}", pending=f"zoo:{zoo.topic(e)}")
+            for e in SWEEP if zoo.takes_a_model(e) for animal in zoo.ZOO]
+
+
+@pytest.mark.parametrize("e, animal", _zoo_cases())
+def test_zoo(e: Entry, animal: zoo.Animal):
+    """The valid call on a zoo model (tests/zoo.py): the right result (its twin's) or a clear error; state kept."""
+    arguments = zoo.zoo_arguments(e, animal)
+    result, error = call(e, arguments)
+    if error is not None:
+        assert_clear(error, arguments, set(arguments) | {"model"}, f"the {animal.name} model")
+        return
+    check_accepted(e, result, arguments, f"the {animal.name} model")
+    if zoo.compared(e, animal):
+        twin = "its twin" if animal.twin else "the same model with layer lists"
+        expected, twin_error = call(e, zoo.zoo_arguments(e, animal, reference=True))
+        assert twin_error is None, f"works on the {animal.name} model, but {twin} fails: {twin_error!r}"
+        assert same_result(result, expected, max(e.atol, 1e-4)), f"the {animal.name} model: another result than {twin}"

@@ -113,3 +113,11 @@ def test_epochs_that_would_run_for_days_are_refused_naming_epochs():
 def test_stratified_split_refuses_negative_labels():
     with pytest.raises(ValueError, match="labels must be class indices >= 0"):
         stratified_split(torch.tensor([0, -1, 0, -1]), [1])
+
+
+def test_stratified_split_refuses_empty_or_2d_labels():
+    # empty labels gave torch.cat's "expected a non-empty list of Tensors" (issue 20, #17)
+    with pytest.raises(ValueError, match=r"labels must be a non-empty \(N,\) int64 tensor, got \(0,\) torch.int64"):
+        stratified_split(torch.zeros(0, dtype=torch.long), [1])
+    with pytest.raises(ValueError, match=r"labels must be .* got \(4, 1\) torch.int64"):
+        stratified_split(torch.tensor([[0], [1], [0], [1]]), [1])

@@ -1,14 +1,18 @@
 """Transfer learning: features, strategies (exact requires_grad, the pretrained model untouched), the cached upper part."""
 
+import warnings
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from cnn_helpers.core.hooks import record
+from cnn_helpers.core.memory import CostWarning
 from cnn_helpers.pretrained.models import ImageClassifier, Normalize, load_pretrained
 from cnn_helpers.training.transfer import extract_features, last_linear, next_layer, prepare, upper_part
 from cnn_helpers.training.probes import train_classifier
-from helpers import assert_unchanged, mixed_mode, randomize_batch_norm, snapshot
+from helpers import assert_unchanged, hooks, mixed_mode, randomize_batch_norm, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,46 @@ def test_extract_features_leaves_the_model_alone(generator):
     assert_unchanged(before, snapshot(model, x))
 
 
+def test_a_module_called_twice_gives_one_row_per_image(generator):
+    # a ResNet block calls its one ReLU twice; the features are its first call (issue 20, #2: 2N rows before)
+    model, x = resnet18(), torch.rand(3, 3, 32, 32, generator=generator)
+    feats = extract_features(model, x, layer="net.layer1.0.relu", pool=False)
+    net, block = model.net, model.net.layer1[0]
+    with torch.no_grad():
+        first = block.relu(block.bn1(block.conv1(net.maxpool(net.relu(net.bn1(net.conv1(model.normalize(x))))))))
+    assert feats.shape == (3, 64, 8, 8)
+    torch.testing.assert_close(feats, first)
+    assert extract_features(model, x, layer=["net.layer1.0.relu", "net.fc"])["net.layer1.0.relu"].shape == (3, 64)
+
+
+def test_a_layer_that_never_runs_is_a_clear_error(generator):
+    # GoogLeNet's auxiliary heads run in training mode only; features are taken in eval mode (issue 20, #14)
+    torch.manual_seed(0)
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    x = torch.rand(2, 3, 64, 64, generator=generator)
+    with pytest.raises(ValueError, match="layer 'aux1.fc2' did not run during the forward pass"):
+        extract_features(model, x, layer="aux1.fc2")
+    with pytest.raises(ValueError, match="layer 'aux2' did not run"):
+        extract_features(model, x, layer=["inception3a", "aux2"], pool=False)
+    assert extract_features(model, x).shape == (2, 1024)  # the default, the input of the last nn.Linear: fc
+
+
+def test_features_of_huge_photos_are_estimated_before_the_work(lite0):
+    # zeros expanded: an 8000 px photo that takes no memory; EfficientNet-Lite0 would hold about 12 GiB at once
+    photo = torch.zeros(1, 3, 1, 1).expand(1, 3, 8000, 8000)
+    with pytest.raises(ValueError, match=r"extract_features of 1 images of 8000x8000 px \(batch_size=1\) would "
+                                         r"allocate about 1\d GiB; use smaller images"):
+        extract_features(lite0.model, photo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CostWarning)  # the warning stops the call before the work
+        with pytest.raises(CostWarning, match="extract_features of 1 images of 3000x3000 px"):
+            extract_features(lite0.model, photo[..., :3000, :3000])
+    many = torch.zeros(1, 3, 1, 1).expand(12000, 3, 224, 224)  # unpooled maps of 12,000 images: 9 GiB kept
+    with pytest.raises(ValueError, match="extract_features of 12000 images of 224x224 px"):
+        extract_features(lite0.model, many, layer="net._blocks.0", pool=False)
+    assert extract_features(lite0.model, many[:2], layer="net._blocks.0").shape == (2, 16)
+
+
 # ------------------------------------------------------------------------------------------------ strategies
 
 @pytest.mark.parametrize("strategy", ["linear", "partial", "full", "scratch"])
@@ -95,6 +139,22 @@ def test_prepare_works_on_a_torchvision_resnet_and_is_seeded():
     s2 = prepare(model, 3, strategy="scratch", generator=torch.Generator().manual_seed(2))
     assert not torch.equal(s1.net.conv1.weight, s2.net.conv1.weight)
     assert not torch.equal(s1.net.conv1.weight, model.net.conv1.weight)
+
+
+def test_prepare_does_not_copy_the_pretrained_models_hooks(generator):
+    # a hook on the pretrained model (here a recording in progress) is not the new model's (issue 20, #15)
+    model, calls = resnet18(), []
+    handles = [model.net.layer1.register_forward_hook(lambda *args: calls.append(1)),
+               model.net.fc.register_full_backward_hook(lambda *args: None)]
+    try:
+        with record(model, ["net.layer2"]) as rec:
+            new = prepare(model, 3, strategy="linear", generator=generator)
+            new(torch.rand(1, 3, 32, 32, generator=generator))
+            assert calls == [] and len(rec) == 0
+        assert hooks(new) == 0 and hooks(model) == 2  # the pretrained model keeps its own
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def test_prepare_bad_arguments(lite0):

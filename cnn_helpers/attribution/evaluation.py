@@ -19,7 +19,7 @@ from torch import nn
 
 from cnn_helpers.core.budget import batch_size_for, check_cost
 from cnn_helpers.core.checks import (Target, check_baseline, check_float, check_generator, check_images, check_int,
-                                     check_layers, check_model, check_target, gather)
+                                     check_layers, check_logits, check_model, check_target, gather)
 from cnn_helpers.core.ops import gaussian_blur
 from cnn_helpers.core.state import evaluating
 
@@ -41,7 +41,7 @@ def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, target: Tar
     n, _, height, width = start.shape
     if not isinstance(heatmap, torch.Tensor) or heatmap.shape != (n, height, width):
         shape = tuple(heatmap.shape) if isinstance(heatmap, torch.Tensor) else type(heatmap).__name__
-        raise ValueError(f"heatmap must have shape (N, H, W) = {(n, height, width)}, got {shape}")
+        raise ValueError(f"heatmap must have the images' shape (N, H, W) = {(n, height, width)}, got {shape}")
     if not heatmap.is_floating_point() or not torch.isfinite(heatmap).all():
         raise ValueError("heatmap must hold finite floats (NaN has no rank)")
     steps = check_int(steps, "steps")
@@ -57,7 +57,7 @@ def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, target: Tar
     with evaluating(model), torch.inference_mode():
         for i in range(0, len(counts), chunk):
             batch = torch.cat([torch.where(rank < c, end, start) for c in counts[i:i + chunk]])
-            logits = model(batch)
+            logits = check_logits(model(batch), len(batch))
             probs.append(gather(logits.softmax(dim=1), labels.repeat(len(counts[i:i + chunk]))).view(-1, n))
     return torch.cat(probs).T.contiguous()
 

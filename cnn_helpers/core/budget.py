@@ -161,16 +161,21 @@ def pass_values(model: nn.Module, images: torch.Tensor, *, backward: bool) -> fl
 
 
 def check_pass_memory(model: nn.Module, images: torch.Tensor, what: str, *, backward: bool = True,
-                      hint: str = "") -> None:
-    """Warn when a forward pass of ``images`` (with ``backward``: and the graph for its backward pass) will hold
+                      batch_size: int | None = None, keep: float = 0, hint: str = "") -> None:
+    """Warn when forward passes of ``images`` (with ``backward``: and the graph for its backward pass) will hold
     more than 1 GiB, refuse above 8 GiB (:func:`pass_values` per image, times the batch and the element size).
 
-    ``images`` gives only the shape, dtype and device: an expanded or ``meta`` tensor is enough.
+    Args:
+        model: The network. images: (N, C, H, W): only the shape, dtype and device count (an expanded or ``meta``
+            tensor is enough). what: The call, for the message.
+        backward: Whether autograd keeps the graph. batch_size: Images per pass (default: all N at once).
+        keep: Bytes the caller holds besides (e.g. the features of all images). hint: How to reduce it.
 
     Example:
         >>> check_pass_memory(model, images, f"gradient ascent on {len(images)} images", hint="use a smaller size")
     """
-    values_per_input = _MAX_VALUES_PER_INPUT * (2 if backward else 1)
-    if images.numel() * values_per_input * images.element_size() <= WARN_BYTES:
+    batch = len(images) if batch_size is None else min(batch_size, len(images))
+    per_image = math.prod(images.shape[1:]) * _MAX_VALUES_PER_INPUT * (2 if backward else 1)
+    if keep + batch * per_image * images.element_size() <= WARN_BYTES:
         return  # small for any model: nothing to count
-    check_memory(len(images) * pass_values(model, images, backward=backward) * images.element_size(), what, hint)
+    check_memory(keep + batch * pass_values(model, images, backward=backward) * images.element_size(), what, hint)

@@ -126,6 +126,8 @@ def check_images(images: object, *, name: str = "images", model: nn.Module | Non
     if channels is not None and images.shape[1] != channels:
         hint = {1: f"; grayscale: {name}.expand(-1, 3, -1, -1)", 4: f"; RGBA: {name}[:, :3]"}.get(images.shape[1], "")
         hint = hint if channels == 3 else ""
+        if model is not None and model_channels(model) == images.shape[1]:  # a grey model: expanding would not fit it
+            hint = f"; this function needs {channels}-channel images, and the model takes {images.shape[1]}"
         what = f"{channels} channels" + (" (RGB)" if channels == 3 else "")
         raise ValueError(f"{name} must have {what}, got {images.shape[1]} in shape {tuple(images.shape)}{hint}")
     if images.numel() == 0:
@@ -231,9 +233,7 @@ def check_target(target: object, n: int, device: torch.device, name: str = "targ
 
 def gather(output: object, target: torch.Tensor, name: str = "target") -> torch.Tensor:
     """``output[i, target[i]]``: (M,) scores; ValueError for a non-(M, C) output or a target out of range."""
-    if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != target.shape[0]:
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ValueError(f"the model must return logits of shape ({target.shape[0]}, classes), got {shape}")
+    check_logits(output, target.shape[0])
     check_class_indices(target, output.shape[1], name)
     return output.gather(1, target[:, None])[:, 0]
 
@@ -246,9 +246,11 @@ def check_logits(output: object, n: int, *, minimum: int = 2) -> torch.Tensor:
     """
     if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != n or output.shape[1] < minimum:
         got = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else type(output).__name__
-        hint = "; a one-logit (sigmoid) model: return torch.cat([-z, z], 1)" if got.endswith(", 1)") else ""
-        raise ValueError(f"the model must return class scores (logits) of shape ({n}, classes) with classes >= "
-                         f"{minimum}, got {got}{hint}")
+        hint = ("; a one-logit (sigmoid) model: return torch.cat([-z, z], 1)" if got.endswith(", 1)") else
+                "; wrap a model with several outputs to return its logits alone" if not isinstance(output, torch.Tensor)
+                else "")
+        raise ValueError(f"the model must be a classifier returning class scores, logits of shape ({n}, classes) "
+                         f"with classes >= {minimum}, got {got}{hint}")
     return output
 
 

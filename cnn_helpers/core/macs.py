@@ -39,18 +39,24 @@ class LeafCall(NamedTuple):
     macs: int
 
 
+_HOOKS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
 @contextmanager
 def without_hooks(model: nn.Module) -> Iterator[None]:
-    """The forward hooks already on ``model`` are not called inside (and are all back afterwards): a pass that
-    only measures must not show up in a hook someone registered to record activations."""
-    saved = [(m, m._forward_pre_hooks, m._forward_hooks) for m in model.modules()]
+    """The forward and backward hooks already on ``model`` are not there inside (and are all back afterwards): a
+    pass that only measures must not show up in a hook someone registered to record activations, and a copy made
+    inside (``copy.deepcopy``) does not inherit them. Hooks registered inside are dropped on exit."""
+    saved = [(m, [getattr(m, kind) for kind in _HOOKS]) for m in model.modules()]
     try:
-        for module, _, _ in saved:
-            module._forward_pre_hooks, module._forward_hooks = OrderedDict(), OrderedDict()
+        for module, _ in saved:
+            for kind in _HOOKS:
+                setattr(module, kind, OrderedDict())
         yield
     finally:
-        for module, pre, post in saved:
-            module._forward_pre_hooks, module._forward_hooks = pre, post
+        for module, dicts in saved:
+            for kind, hooks in zip(_HOOKS, dicts):
+                setattr(module, kind, hooks)
 
 
 def meta_forward(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> object:

@@ -24,6 +24,9 @@ def resize_to(images: torch.Tensor, size: tuple[int, int], *, antialias: bool = 
     """
     if tuple(images.shape[-2:]) == tuple(size):
         return images
+    if images.is_floating_point() and images.dtype not in (torch.float32, torch.float64):
+        # bfloat16/float16: torch's antialiased kernels (CPU) take float32 or float64 only; the result keeps the dtype
+        return resize_to(images.float(), size, antialias=antialias).to(images.dtype)
     return F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False, antialias=antialias)
 
 

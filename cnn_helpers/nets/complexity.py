@@ -20,7 +20,7 @@ from torch import nn
 
 from cnn_helpers.core.checks import check_int, check_model
 from cnn_helpers.core.macs import LeafCall, count_forward
-from cnn_helpers.core.state import evaluating
+from cnn_helpers.core.state import evaluating, model_channels
 
 __all__ = ["LayerRow", "count_weight_layers", "count_parameters", "count_macs", "layer_table", "layer_times"]
 
@@ -85,14 +85,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _input_shape(input_size: object) -> tuple[int, int, int, int]:
+def _input_shape(input_size: object, channels: int) -> tuple[int, int, int, int]:
     if isinstance(input_size, int) and not isinstance(input_size, bool):
-        input_size = (1, 3, input_size, input_size)
+        input_size = (1, channels, input_size, input_size)
     elif isinstance(input_size, tuple) and len(input_size) == 3:
         input_size = (1, *input_size)
     ok = isinstance(input_size, tuple) and len(input_size) == 4
     if not ok or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_size):
-        raise ValueError(f"input_size must be an int (square RGB image), (C, H, W) or (N, C, H, W) of positive ints, got {input_size!r}")
+        raise ValueError(f"input_size must be an int (a square image), (C, H, W) or (N, C, H, W) of positive ints, got {input_size!r}")
     return input_size  # type: ignore[return-value]
 
 
@@ -101,7 +101,8 @@ def count_macs(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> int
 
     Args:
         model: Any module; its train/eval mode is restored afterwards, batch-norm statistics untouched.
-        input_size: ``224`` (a (1, 3, 224, 224) input), ``(C, H, W)`` or ``(N, C, H, W)``. Default: 224.
+        input_size: ``224`` (a (1, C, 224, 224) input, C the channels of the model's first convolution, 3 without
+            one), ``(C, H, W)`` or ``(N, C, H, W)``. Default: 224.
 
     Returns:
         MACs of convolutions and matrix products, e.g. 714,188,480 for AlexNet at 224 px
@@ -136,7 +137,12 @@ def _record(model: nn.Module, input_size: object, *, per_layer: bool) -> tuple[l
     """One eval-mode forward pass, counted by :func:`cnn_helpers.core.macs.count_forward`: the leaf-module
     calls (with ``per_layer``) and the total MACs."""
     check_model(model)
-    macs, calls = count_forward(model, _input_shape(input_size), per_layer=per_layer)
+    shape = _input_shape(input_size, model_channels(model) or 3)
+    try:
+        macs, calls = count_forward(model, shape, per_layer=per_layer)
+    except (RuntimeError, IndexError) as error:  # torch's own words on what did not fit (channels, a size too small)
+        raise ValueError(f"the model cannot take an input of shape {shape} (input_size={input_size!r}): "
+                         f"{str(error).splitlines()[0]}") from error
     return calls, macs
 
 
@@ -149,7 +155,8 @@ def layer_table(model: nn.Module, input_size: int | tuple[int, ...] = 224) -> li
 
     Args:
         model: Any module; its train/eval mode is restored afterwards, hooks removed, no gradients kept.
-        input_size: ``224`` (a (1, 3, 224, 224) input), ``(C, H, W)`` or ``(N, C, H, W)``. Default: 224.
+        input_size: ``224`` (a (1, C, 224, 224) input, as in :func:`count_macs`), ``(C, H, W)`` or ``(N, C, H, W)``.
+            Default: 224.
 
     Returns:
         A list of :class:`LayerRow`; ``sum(r.params)`` equals :func:`count_parameters` for a model

@@ -25,7 +25,7 @@ import torchvision
 from torch import nn
 
 from cnn_helpers.core import repro
-from cnn_helpers.core.checks import check_images, check_int
+from cnn_helpers.core.checks import check_images, check_int, check_logits
 from cnn_helpers.core.data import resize
 from cnn_helpers.core.state import evaluating, model_device, model_dtype
 from cnn_helpers.pretrained.registry import DEFAULT_PREFERENCE, REGISTRY, ModelInfo, model_info
@@ -295,6 +295,7 @@ def classify(pretrained: Pretrained, images: torch.Tensor, *, k: int = 5,
             if min(chunk.shape[-2:]) > pretrained.input_size:
                 chunk = resize(chunk, pretrained.input_size)
             logits = pretrained.model(chunk.to(device=device, dtype=model_dtype(pretrained.model) or torch.float32))
+            check_logits(logits, len(chunk))
             probs, indices = topk_probabilities(logits.float(), k)
             rows += [[(pretrained.categories[i], p) for p, i in zip(row_p.tolist(), row_i.tolist())]
                      for row_p, row_i in zip(probs, indices)]

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_helpers.core.budget import batch_size_for, check_cost, check_steps
+from cnn_helpers.core.budget import batch_size_for, check_cost, check_pass_memory, check_steps
 from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_class_indices, check_fits_model,
-                                     check_float, check_generator, check_int, check_model, check_target)
+                                     check_float, check_generator, check_int, check_logits, check_model, check_target)
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled, module_modes, restore_modes, set_modes
 
@@ -117,16 +117,21 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
              batch_size: int = 1000) -> tuple[float, float]:
     """``(error, mean cross-entropy loss)`` of ``model`` on a whole set, in eval mode (every module's mode restored).
 
+    A batch's activations are estimated first: a warning above 1 GiB, a ValueError above 8 GiB (huge photos).
+
     Example:
         >>> error, loss = evaluate(model, images, labels)
     """
     check_model(model)
     check_data(images, labels, model=model)
     batch_size = check_int(batch_size, "batch_size")
+    check_pass_memory(model, images, f"evaluating {len(images)} images of {images.shape[-2]}x{images.shape[-1]} px "
+                      f"(batch_size={batch_size})", backward=False, batch_size=batch_size,
+                      hint="use smaller images or batch_size")
     wrong, loss = 0, 0.0
     with evaluating(model):
         for i in range(0, len(images), batch_size):
-            logits = model(images[i:i + batch_size])
+            logits = check_logits(model(images[i:i + batch_size]), len(images[i:i + batch_size]))
             check_class_indices(labels[i:i + batch_size], logits.shape[-1])
             wrong += (logits.argmax(1) != labels[i:i + batch_size]).sum().item()
             loss += F.cross_entropy(logits, labels[i:i + batch_size], reduction="sum").item()
@@ -194,7 +199,7 @@ def _optimizer(params: list[nn.Parameter], name: str, lr: float, momentum: float
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, history: History) -> None:
     """One optimizer step on the mini-batch (x, y); its loss and error are appended to ``history``."""
-    logits = model(x)
+    logits = check_logits(model(x), len(x))
     check_class_indices(y, logits.shape[-1])
     loss = F.cross_entropy(logits, y)
     opt.zero_grad(set_to_none=True)

@@ -138,8 +138,9 @@ def stratified_split(labels: torch.Tensor, per_class: Sequence[int], *,
     Example:
         >>> test, val, pool = stratified_split(labels, [100, 20, 380], generator=torch.Generator().manual_seed(0))
     """
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype != torch.int64:
-        raise ValueError(f"labels must be a (N,) int64 tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype != torch.int64 or not len(labels):
+        got = f"{tuple(labels.shape)} {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a non-empty (N,) int64 tensor, got {got}")
     if labels.device.type == "meta" or (len(labels) and labels.min() < 0):
         raise ValueError("labels must be class indices >= 0 (on a real device)")
     if not isinstance(per_class, (list, tuple)) or not per_class:

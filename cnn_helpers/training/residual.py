@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_helpers.core.checks import check_bool, check_choice, check_class_indices, check_model
+from cnn_helpers.core.checks import check_bool, check_choice, check_class_indices, check_logits, check_model
 from cnn_helpers.core.state import grad_enabled, restore_modes, restore_requires_grad
 from cnn_helpers.nets.smallnets import SmallNet, blocks_for_depth, plain_net
 from cnn_helpers.training.loop import check_data
@@ -82,7 +82,7 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         raise ValueError("model has no nn.Conv2d layer to probe")
     weights = [m.weight for _, m in convs]
     with _probe_state(model, weights, training), grad_enabled():
-        logits = model(images.clone())  # a normal tensor even when made in inference mode: saved for backward
+        logits = check_logits(model(images.clone()), len(images))  # a clone: a normal tensor even in inference mode
         check_class_indices(labels, logits.shape[-1])
         loss = F.cross_entropy(logits, labels)
         grads = torch.autograd.grad(loss, weights)

@@ -21,15 +21,17 @@ Kornblith et al., "Do Better ImageNet Models Transfer Better?", CVPR 2019.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from cnn_helpers.core.budget import batch_size_for
+from cnn_helpers.core.budget import batch_size_for, check_pass_memory
 from cnn_helpers.core.checks import (check_bool, check_choice, check_generator, check_images, check_int, check_layer,
-                                     check_layers, check_model)
-from cnn_helpers.core.hooks import record
+                                     check_layers, check_logits, check_model)
+from cnn_helpers.core.hooks import StopForward, record
+from cnn_helpers.core.macs import meta_forward, without_hooks
 from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.state import evaluating, model_device
 
@@ -58,7 +60,10 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
 
     Returns:
         (N, D) features (or the unpooled (N, ...) tensor), detached, on the images' device; a dict
-        name -> tensor when ``layer`` is a list.
+        name -> tensor when ``layer`` is a list. A layer called several times per pass (a ResNet block's shared
+        ReLU) gives its first call; a layer that does not run (GoogLeNet's auxiliary heads in eval mode) is a
+        ValueError. A batch's activations and the unpooled maps kept are estimated first: a warning above 1 GiB,
+        a ValueError above 8 GiB (a photo of 8000 x 8000 px).
 
     Example:
         >>> feats = extract_features(pre.model, images)                     # (N, 1280) for EfficientNet-Lite0
@@ -73,6 +78,12 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
         raise ValueError(f"pool must be True, False or a list of names from layer={names}; got {pool!r}")
     inputs = inputs or layer is None
     batch_size = batch_size_for(images, 32) if batch_size is None else check_int(batch_size, "batch_size")
+    with _taking(images):
+        kept = _map_elements(model, images, [n for n in names if n not in pool], inputs) * images.element_size()
+        check_pass_memory(model, images, f"extract_features of {len(images)} images of {images.shape[-2]}x"
+                          f"{images.shape[-1]} px (batch_size={batch_size})", backward=False, batch_size=batch_size,
+                          keep=kept * len(images),
+                          hint="use smaller images or a smaller batch_size (pool=True keeps only (N, C))")
     found: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     device = model_device(model)
     with evaluating(model), torch.no_grad(), record(model, names, inputs=inputs, stop=True) as rec:
@@ -85,14 +96,36 @@ def extract_features(model: nn.Module, images: torch.Tensor, *, layer: str | Seq
     return out if isinstance(layer, (list, tuple)) else out[names[0]]
 
 
-def _run(model: Callable[[torch.Tensor], Any], images: torch.Tensor, name: str = "images") -> Any:
-    """``model(images)``; input the model cannot take (channels, size) is a ValueError naming ``name``."""
+def _map_elements(model: nn.Module, images: torch.Tensor, names: list[str], inputs: bool) -> int:
+    """Elements per image of the named layers' outputs (``inputs``: what they receive), from one pass on the ``meta``
+    device (no memory, no time); 0 for no names, or a model that needs real values (it is then not estimated)."""
+    if not names:
+        return 0
+    with without_hooks(model), record(model, names, inputs=inputs, stop=True) as rec:
+        try:
+            meta_forward(model, (1, *images.shape[1:]), images.dtype)
+        except StopForward:
+            pass
+        except (RuntimeError, NotImplementedError):  # .item() and friends have no value on meta
+            return 0
+        return sum(rec.values[n].numel() for n in names if n in rec)
+
+
+@contextmanager
+def _taking(images: torch.Tensor, name: str = "images") -> Iterator[None]:
+    """Input the model cannot take (channels, size) is a ValueError naming ``name`` (torch's RuntimeError says why)."""
     try:
-        return model(images)
+        yield
     except torch.OutOfMemoryError:
         raise
-    except RuntimeError as error:  # torch says what did not fit (e.g. "expected input ... to have 3 channels")
+    except RuntimeError as error:  # e.g. "expected input ... to have 3 channels"
         raise ValueError(f"the model cannot take {name} of shape {tuple(images.shape)}: {error}") from error
+
+
+def _run(model: Callable[[torch.Tensor], Any], images: torch.Tensor, name: str = "images") -> Any:
+    """``model(images)``; input the model cannot take (channels, size) is a ValueError naming ``name``."""
+    with _taking(images, name):
+        return model(images)
 
 
 def last_linear(model: nn.Module) -> str:
@@ -126,8 +159,8 @@ def prepare(model: nn.Module, num_classes: int, *, strategy: str, trainable_from
         generator: Seeds the new head (and, for ``"scratch"``, every layer).
 
     Returns:
-        The new model in training mode, ``requires_grad`` set exactly as the strategy says, frozen modules
-        in eval mode. Batch norm keeps its pretrained statistics (eval mode; where trainable, its scale and
+        The new model (without the hooks ``model`` may have) in training mode, ``requires_grad`` set exactly as the
+        strategy says, frozen modules in eval mode. Batch norm keeps its pretrained statistics (eval mode; where trainable, its scale and
         shift still learn): with a few small batches, fresh statistics would not match at test time.
         ``"scratch"`` trains them, with momentum 0.1.
 
@@ -147,7 +180,8 @@ def prepare(model: nn.Module, num_classes: int, *, strategy: str, trainable_from
         check_layer(model, trainable_from, "trainable_from")
     old = model.get_submodule(head)
     check_memory(old.in_features * num_classes * old.weight.element_size(), f"a head with num_classes={num_classes}")
-    new = copy.deepcopy(model)
+    with without_hooks(model):  # the hooks of a recording on the pretrained model are not the new model's
+        new = copy.deepcopy(model)
     old = new.get_submodule(head)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed_from(generator))
@@ -245,7 +279,7 @@ def upper_part(model: nn.Module, layer: str, *, example: torch.Tensor) -> nn.Mod
     check_images(example, name="example", model=model, channels=None)
     upper = _Chain(_chain_from(model, layer, inclusive=True))
     with evaluating(model), torch.no_grad():
-        expected = _run(model, example.to(model_device(model)), "example")
+        expected = check_logits(_run(model, example.to(model_device(model)), "example"), len(example))
     hidden = extract_features(model, example, layer=layer, pool=False, inputs=True)
     with evaluating(model), torch.no_grad():
         try:

@@ -245,6 +245,7 @@ def _step(node: fx.Node, modules: dict, steps: dict[str, Step], values: dict[str
     else:
         fn = _bind(node, sources, module, values)
         out, macs = macs_of(fn, *[values[s] for s in sources])
+        _check_tensor(node, out)
         kind = "pointwise" if _is_pointwise(node, module, sources, values, out) else "dense"
         step = Step(node.name, kind, sources, fn, shape=tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
         step.fn_inplace = _in_place(node, module, sources) if kind == "pointwise" else None
@@ -258,6 +259,15 @@ def _step(node: fx.Node, modules: dict, steps: dict[str, Step], values: dict[str
         del values[sources[0]]  # read by this step only, whose changed region is always the same: never needed again
     step.scope = _scope(node) or step.scope
     return step
+
+
+def _check_tensor(node: fx.Node, out: Any) -> None:
+    """Every image-dependent value must be a tensor: a shape read in forward (``n, c, h, w = x.shape``, ShuffleNet's
+    channel shuffle) would be the shape of a batch of windows in the incremental run, not of the model's input."""
+    if isinstance(out, torch.Size) or (isinstance(out, (tuple, list)) and all(isinstance(v, int) for v in out)):
+        raise UnsupportedModel(f"its forward reads the shape of an activation (x.shape or x.size(), node {node.name!r})")
+    if not isinstance(out, torch.Tensor):
+        raise UnsupportedModel(f"a step of its forward returns {type(out).__name__}, not a tensor ({node.name})")
 
 
 def compile_graph(model: nn.Module, images: torch.Tensor) -> Graph:

@@ -314,4 +314,8 @@ def occlusion_plan(model: nn.Module, images: torch.Tensor, *, window: int | tupl
         field_limit = check_float(field_limit, "field_limit", minimum=0.0, maximum=1.0, strict_minimum=True)
     rows, cols, size = window_grid(images.shape[-2:], window, stride)
     with evaluating(model), torch.inference_mode():
-        return make_plan(compile_graph(model, images), [(y, x) for y in rows for x in cols], size, field_limit)
+        try:
+            graph = compile_graph(model, images)
+        except UnsupportedModel as err:  # say which argument: the model, not the images
+            raise UnsupportedModel(f"the model cannot be run incrementally: {err}") from None
+        return make_plan(graph, [(y, x) for y in rows for x in cols], size, field_limit)
