@@ -193,6 +193,7 @@ SWEEP: list[Entry] = [
     # networks
     entry(nets.plain_net, depth=8, widths=(2, 2, 2), kinds={"in_channels": "int+", "num_classes": None}),
     entry(nets.blocks_for_depth, depth=14),
+    entry(nets.small_cnn, in_channels=3, num_classes=3, widths=(2, 2), kinds={"in_channels": "int+", "num_classes": "int+"}),
     entry(training.identity_extension, model=Fresh(lambda: nets.plain_net(8, widths=(2, 2, 2))), depth=14),
     entry(training.warmup_cosine, step=3, steps=10, warmup=2, kinds={"step": "int0", "steps": "int+", "warmup": "int0"}),
     entry(nets.resnet18, num_classes=3, contexts=False),

@@ -30,11 +30,11 @@ from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled, module_modes, restore_modes, set_modes
 
 __all__ = ["History", "fit", "evaluate", "training_error", "top1_accuracy", "balanced_accuracy", "as_maps", "warmup_cosine", "check_data",
-           "BatchTransform", "Callback", "OPTIMIZERS"]
+           "BatchTransform", "StepCallback", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "adam")
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Callback = Callable[[int, nn.Module, float], None]
+StepCallback = Callable[[int, nn.Module, float], None]
 
 
 @dataclass
@@ -247,7 +247,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
         batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 1e-4,
         warmup: int = 20, val: tuple[torch.Tensor, torch.Tensor] | None = None, eval_every: int | None = None,
         transform: BatchTransform | None = None, generator: torch.Generator | None = None,
-        callback: Callback | None = None, progress: bool = False) -> History:
+        callback: StepCallback | None = None, progress: bool = False) -> History:
     """Train a classifier in place: mini-batches, warm-up then cosine decay; record errors and losses.
 
     Args:

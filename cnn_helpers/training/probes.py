@@ -18,7 +18,7 @@ from cnn_helpers.core.checks import check_generator, check_images, check_int, ch
 from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.state import grad_enabled
-from cnn_helpers.training.loop import BatchTransform, Callback, History, as_maps, check_data, fit
+from cnn_helpers.training.loop import BatchTransform, History, StepCallback, as_maps, check_data, fit
 from cnn_helpers.training.transfer import seed_from
 
 __all__ = ["train_classifier", "linear_probe", "stratified_split", "to_rgb"]
@@ -28,7 +28,7 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                      val: tuple[torch.Tensor, torch.Tensor] | None = None, *, epochs: int, lr: float = 0.01,
                      batch_size: int = 32, optimizer: str = "sgd", weight_decay: float = 1e-4,
                      transform: BatchTransform | None = None, every: int | None = 1,
-                     generator: torch.Generator | None = None, callback: Callback | None = None,
+                     generator: torch.Generator | None = None, callback: StepCallback | None = None,
                      progress: bool = False) -> History:
     """Train ``model`` in place for ``epochs`` epochs with :func:`cnn_helpers.training.fit`; record every epoch.
 
@@ -93,7 +93,7 @@ class _Standardize(nn.Module):
 
 def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None = None, *,
                  epochs: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
-                 generator: torch.Generator | None = None, callback: Callback | None = None) -> tuple[nn.Module, History]:
+                 generator: torch.Generator | None = None, callback: StepCallback | None = None) -> tuple[nn.Module, History]:
     """A linear classifier (logistic regression) on fixed features, standardized with the training set's statistics.
 
     Args:
