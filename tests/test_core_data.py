@@ -220,3 +220,33 @@ def test_a_huge_photo_is_shrunk_while_still_8_bit(tmp_path, monkeypatch, suffix)
     shrunk = data.load_image(tmp_path / f"big{suffix}", size=50)
     assert seen and min(seen[0]) < 400 and min(seen[0]) >= 100  # 4x smaller at most: twice `size` is kept
     assert shrunk.shape == exact.shape == (1, 3, 50, 50) and torch.allclose(shrunk, exact, atol=0.02)
+
+
+# --- the stamps: notebook 07's colour few-shot task ---------------------------------------------------------------
+
+def test_load_stamps_matches_the_manifest():
+    import csv
+
+    images, labels, categories, source = data.load_stamps(size=32)
+    assert images.shape == (159, 3, 32, 32) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert 0 <= images.min() and images.max() <= 1 and images.mean() > 0.5  # cut out on white
+    rows = list(csv.DictReader(open(data.data_dir() / "stamps" / "MANIFEST.csv")))
+    assert categories == ["birds", "flowers", "fruit", "mammals", "vegetables"]
+    assert torch.bincount(labels).tolist() == [sum(r["category"] == c for r in rows) for c in categories] == [34, 24, 22, 61, 18]
+    assert [categories[i] for i in labels] == [r["category"] for r in rows]
+    assert source.tolist() == [max(map(int, r["source_size"].split("x"))) for r in rows]
+    assert source[labels == 3].float().median() > 2 * source[labels == 2].float().median()  # the confound the README names
+
+
+def test_load_stamps_effective_resolution_removes_detail_and_copies_are_independent():
+    sharp, *_ = data.load_stamps(size=64)
+    blurred, *_ = data.load_stamps(size=64, effective=16)
+    edges = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
+    assert edges(blurred) < 0.7 * edges(sharp)
+    assert torch.equal(data.load_stamps(size=64, effective=64)[0], sharp)  # same side: unchanged
+    sharp[0] = 0.0
+    assert data.load_stamps(size=64)[0][0].mean() > 0.5
+    with pytest.raises(ValueError, match="effective"):
+        data.load_stamps(effective=0)
+    with pytest.raises(TypeError, match="size"):
+        data.load_stamps(size=12.5)

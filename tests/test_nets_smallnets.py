@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_helpers.nets.smallnets import Block, blocks_for_depth, plain_net, residual_net
+from cnn_helpers.nets.smallnets import Block, blocks_for_depth, plain_net, residual_net, small_cnn
 
 
 def n_params(model):
@@ -64,3 +64,31 @@ def test_bad_configuration_raises(kwargs, message):
 
 def test_blocks_for_depth():
     assert [blocks_for_depth(d) for d in (8, 20, 32, 56, 110)] == [1, 3, 5, 9, 18]
+
+
+def test_small_cnn_parameters_by_hand_shapes_and_bad_configurations():
+    model = small_cnn()
+    # convolutions 9 * (1*16 + 16*32 + 32*64 + 64*64), batch norm 2 * (16 + 32 + 64 + 64), linear 64 * 10 + 10
+    assert n_params(model) == 9 * (16 + 512 + 2048 + 4096) + 2 * 176 + 650 == 61050
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    colour = small_cnn(in_channels=3, num_classes=5, widths=(4, 8))
+    assert colour(torch.rand(2, 3, 4, 4)).shape == (2, 5)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in colour.modules()) == 2
+    with pytest.raises(ValueError, match="widths"):
+        small_cnn(widths=(4, 0))
+    with pytest.raises(ValueError, match="in_channels"):
+        small_cnn(in_channels=0)
+
+
+def test_small_cnn_learns_a_tiny_task():
+    torch.manual_seed(0)
+    images = torch.rand(32, 1, 8, 8)
+    labels = (images[:, :, :, :4].mean(dim=(1, 2, 3)) > images[:, :, :, 4:].mean(dim=(1, 2, 3))).long()
+    model = small_cnn(widths=(8, 8), num_classes=2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        loss = F.cross_entropy(model(images), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert (model.eval()(images).argmax(1) == labels).float().mean() >= 0.9

@@ -183,6 +183,7 @@ SWEEP: list[Entry] = [
     entry(data.resize_and_crop, images=IMAGES, size=6, expect=NO_IMAGES),
     entry(data.to_numpy, image=Fresh(lambda: tiny_images()[:1])),
     entry(data.load_mnist, size=7, kinds={"standardize": "bool"}),
+    entry(data.load_stamps, size=8, effective=4, kinds={"effective": "int+"}),
     # plotting
     entry(plotting.show_images, images=IMAGES, kinds={"ncols": "int+", "size": "float+"}, expect=SHOW_IMAGES),
     entry(plotting.overlay_heatmap, image=Fresh(lambda: tiny_images()[:1]), heatmap=Fresh(lambda: tiny_heatmap()[0]),
@@ -201,6 +202,7 @@ SWEEP: list[Entry] = [
     # networks
     entry(nets.plain_net, depth=8, widths=(2, 2, 2), kinds={"in_channels": "int+", "num_classes": None}),
     entry(nets.blocks_for_depth, depth=14),
+    entry(nets.small_cnn, in_channels=3, num_classes=3, widths=(2, 2), kinds={"in_channels": "int+", "num_classes": "int+"}),
     entry(training.identity_extension, model=Fresh(lambda: nets.plain_net(8, widths=(2, 2, 2))), depth=14),
     entry(training.warmup_cosine, step=3, steps=10, warmup=2, kinds={"step": "int0", "steps": "int+", "warmup": "int0"}),
     entry(nets.resnet18, num_classes=3, contexts=False),
@@ -305,6 +307,8 @@ SWEEP: list[Entry] = [
           epochs=2, batch_size=2, generator=GEN, state=False,
           kinds={"epochs": "count", "lr": "float+", "weight_decay": "float0", "every": "int+"}),
     entry(training.top1_accuracy, model=MODEL, inputs=IMAGES, labels=TARGET, kinds={"inputs": "data", "labels": "target"}),
+    entry(training.balanced_accuracy, model=MODEL, inputs=IMAGES, labels=Fresh(lambda: torch.tensor([1, 3])),
+          kinds={"inputs": "data"}),
     entry(training.linear_probe, train=Fresh(lambda: (torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))),
           epochs=3, generator=GEN, kinds={"epochs": "count", "lr": "float+", "weight_decay": "float0"}),
     entry(training.stratified_split, labels=Fresh(lambda: torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])),

@@ -187,3 +187,24 @@ def test_evaluate_estimates_the_memory_of_huge_photos_before_the_work():
         with pytest.raises(CostWarning, match="evaluating 1 images of 2048x2048 px .* about 2.0 GiB"):
             evaluate(model, photo[..., :2048, :2048], labels)
     assert evaluate(model, photo[..., :8, :8], labels)[0] in (0.0, 1.0)
+
+
+def test_balanced_accuracy_hand_computed_and_as_sklearn():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from cnn_helpers.training.loop import balanced_accuracy
+
+    model = Constant()  # always class 1
+    images = torch.zeros(4, 1, 2, 2)
+    labels = torch.tensor([1, 0, 1, 1])
+    assert top1_accuracy(model, images, labels) == 0.75
+    assert balanced_accuracy(model, images, labels) == 0.5  # class 1 all right, class 0 all wrong
+    g = torch.Generator().manual_seed(0)
+    probe = nn.Sequential(nn.Flatten(), nn.Linear(6, 4))
+    features, labels = torch.randn(50, 6, generator=g), torch.randint(0, 4, (50,), generator=g)
+    predicted = probe(features).argmax(1)
+    assert balanced_accuracy(probe, features, labels) == pytest.approx(balanced_accuracy_score(labels, predicted))
+    balanced = torch.arange(4).repeat(5)
+    assert balanced_accuracy(probe, features[:20], balanced) == pytest.approx(top1_accuracy(probe, features[:20], balanced))
+    with pytest.raises(ValueError, match="labels"):
+        balanced_accuracy(probe, features, labels[:3])

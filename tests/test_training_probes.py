@@ -32,6 +32,19 @@ def test_train_classifier_evaluates_every_few_epochs_or_only_at_the_end(generato
         train_classifier(model, (feats, labels.float()), epochs=1)
 
 
+def test_train_classifier_and_linear_probe_call_back_after_every_step(generator):
+    feats, labels = separable(generator, n=32)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+    seen = []
+    train_classifier(model, (feats, labels), epochs=3, batch_size=8, every=None,
+                     callback=lambda step, net, loss: seen.append((step, net is model, loss)))
+    assert [s for s, _, _ in seen] == list(range(1, 13)) and all(same for _, same, _ in seen)
+    steps = []
+    probe, history = linear_probe((feats, labels), epochs=4, generator=generator,
+                                  callback=lambda step, net, loss: steps.append((step, top1_accuracy(net, feats, labels))))
+    assert [s for s, _ in steps] == [1, 2, 3, 4] and steps[-1][1] == top1_accuracy(probe, feats, labels)
+
+
 def test_train_classifier_learns_and_a_seeded_run_reproduces(generator):
     feats, labels = separable(generator)
     results = []

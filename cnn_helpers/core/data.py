@@ -1,6 +1,7 @@
 """Images and small datasets that load offline.
 
-Used by every notebook: 00 (bundled photos), 02 (MNIST-5k), 03-07 (photos, textures, style image).
+Used by every notebook: 00 (bundled photos), 02 and 07 (MNIST-5k), 03-07 (photos, textures, style image),
+07 (the stamps: 159 colour photos of 5 categories).
 
 Images come back as float tensors ``(1, 3, H, W)`` in [0, 1], whatever the file held
 (grayscale, RGBA, palette, 16-bit). Short names cover the photos that ship with the course's
@@ -27,7 +28,7 @@ from cnn_helpers.core.repro import data_dir_override
 
 __all__ = [
     "IMAGES", "data_dir", "load_image", "image_from_array", "resize", "center_crop", "resize_and_crop",
-    "to_numpy", "load_mnist",
+    "to_numpy", "load_mnist", "load_stamps",
 ]
 
 
@@ -314,3 +315,48 @@ def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     features.setflags(write=False)  # shared by every call: never handed out, only read
     labels.setflags(write=False)
     return features, labels
+
+
+def load_stamps(*, size: int = 128, effective: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+    """Notebook 07's colour few-shot task: 159 photos of objects in 5 categories, cut out on white (``data/stamps``).
+
+    Args:
+        size: Side length of the returned images (the files are 160 px; bilinear, antialiased). Default: 128.
+        effective: Shrink every image to ``effective`` px first, then resize to ``size``: one common effective
+            resolution, so that blur cannot give the category away (fruit and vegetables come from ~60 px
+            sources, animals from ~200 px; ``data/README.md``). Default: None (as stored).
+
+    Returns:
+        ``(images, labels, categories, source_size)``: float (159, 3, size, size) in [0, 1], int64 (159,),
+        the 5 category names (sorted; ``labels`` index them), and int64 (159,) the long side of each original.
+    """
+    size = check_int(size, "size", maximum=1024)
+    effective = None if effective is None else check_int(effective, "effective", maximum=1024)
+    check_memory(159 * 3 * size * size * 4, f"159 stamps of {size}x{size} px (size={size})", "use a smaller size")
+    pixels, labels, categories, source = _stamp_arrays()
+    images = torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float() / 255  # the cache stays read-only
+    if effective is not None:
+        images = resize_to(images, (effective, effective))
+    images = resize_to(images, (size, size)).clamp(0, 1).contiguous()
+    return images, torch.from_numpy(labels.copy()), list(categories), torch.from_numpy(source.copy())
+
+
+@functools.lru_cache(maxsize=1)
+def _stamp_arrays() -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray]:
+    """The stamps as read-only uint8 (N, 160, 160, 3), labels, category names, source long sides; read once."""
+    import csv
+
+    folder = data_dir() / "stamps"
+    try:
+        with open(folder / "MANIFEST.csv", newline="") as file:
+            rows = list(csv.DictReader(file))
+        pixels = np.stack([np.asarray(Image.open(folder / row["file"]).convert("RGB")) for row in rows])
+    except OSError as error:
+        raise FileNotFoundError(f"the stamps are missing from {folder} (data/stamps in the course's repository; "
+                                f"tools/make_stamps.py rebuilds them): {error}") from error
+    categories = tuple(sorted({row["category"] for row in rows}))
+    labels = np.array([categories.index(row["category"]) for row in rows], dtype=np.int64)
+    source = np.array([max(int(v) for v in row["source_size"].split("x")) for row in rows], dtype=np.int64)
+    for array in (pixels, labels, source):
+        array.setflags(write=False)
+    return pixels, labels, categories, source

@@ -1,6 +1,7 @@
 """Small CIFAR-style plain and residual networks of configurable depth (He et al. 2016, Sec. 4.2).
 
-Used by notebook 02 (residual learning and gradients) and by :mod:`cnn_helpers.training.residual`.
+Used by notebook 02 (residual learning and gradients) and by :mod:`cnn_helpers.training.residual`;
+:func:`small_cnn` is notebook 07's baseline from scratch (what a few labels can train without pretraining).
 They live here, not in ``architectures`` (the ImageNet models of notebook 01), because they are
 the objects of the degradation experiment: small enough to train on a CPU in seconds.
 
@@ -23,7 +24,7 @@ from torch import nn
 from cnn_helpers.core.checks import check_bool, check_choice
 from cnn_helpers.core.memory import check_memory
 
-__all__ = ["Block", "SmallNet", "plain_net", "residual_net", "blocks_for_depth", "WEIGHT_INITS"]
+__all__ = ["Block", "SmallNet", "plain_net", "residual_net", "blocks_for_depth", "small_cnn", "WEIGHT_INITS"]
 
 WEIGHT_INITS = ("he", "default")
 
@@ -168,3 +169,34 @@ def residual_net(depth: int, *, widths: Sequence[int] = (8, 16, 32), in_channels
     """
     return SmallNet(depth, residual=True, widths=widths, in_channels=in_channels, num_classes=num_classes,
                     batch_norm=batch_norm, init=init)
+
+
+def small_cnn(*, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64, 64)) -> nn.Sequential:
+    """A small CNN to train from scratch, the baseline a sceptic sets against transfer learning (notebook 07).
+
+    Per width a 3x3 convolution (no bias), batch norm, ReLU and 2x2 max pooling, then global average pooling and
+    one linear layer: 61,050 parameters for one input channel and 10 classes. Pooling early keeps it cheap.
+
+    Args:
+        in_channels: 1 (grey) or 3 (colour). num_classes: Outputs. Default: 1 and 10.
+        widths: Channels of the blocks; images need at least ``2 ** len(widths)`` pixels a side. Default: (16, 32, 64, 64).
+
+    Returns:
+        An ``nn.Sequential`` ``(N, in_channels, H, W) -> (N, num_classes)`` with PyTorch's default initialization.
+    Example:
+        >>> model = small_cnn(in_channels=3, num_classes=5)
+        >>> logits = model(torch.rand(4, 3, 32, 32))   # (4, 5)
+    """
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    widths = tuple(widths) if isinstance(widths, (tuple, list)) else ()
+    if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in widths):
+        raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    check_memory(4 * (9 * sum(a * b for a, b in zip((in_channels, *widths), widths)) + widths[-1] * num_classes),
+                 f"a small CNN with widths={widths}, in_channels={in_channels}, num_classes={num_classes}",
+                 "use smaller widths")
+    layers: list[nn.Module] = []
+    for before, width in zip((in_channels, *widths), widths):
+        layers += [nn.Conv2d(before, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes))

@@ -29,11 +29,12 @@ from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_cla
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled, module_modes, restore_modes, set_modes
 
-__all__ = ["History", "fit", "evaluate", "training_error", "top1_accuracy", "as_maps", "warmup_cosine", "check_data",
-           "BatchTransform", "OPTIMIZERS"]
+__all__ = ["History", "fit", "evaluate", "training_error", "top1_accuracy", "balanced_accuracy", "as_maps", "warmup_cosine", "check_data",
+           "BatchTransform", "StepCallback", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "adam")
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, nn.Module, float], None]
 
 
 @dataclass
@@ -169,6 +170,33 @@ def top1_accuracy(model: nn.Module, inputs: torch.Tensor, labels: Target, *, bat
     return 1.0 - evaluate(model, inputs, labels, batch_size=batch_size)[0]
 
 
+@torch.no_grad()
+def balanced_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
+                      batch_size: int | None = None) -> float:
+    """The mean over the classes in ``labels`` of the fraction of each class classified correctly (eval mode).
+
+    On an unbalanced test set, plain accuracy rewards predicting the largest class; this does not (chance is
+    1 / classes). Equals ``top1_accuracy`` when every class has as many examples.
+
+    Args:
+        model: A classifier. inputs: Images (N, C, H, W) or cached features (N, D), finite floats.
+        labels: (N,) int64 true classes. batch_size: Inputs per forward pass. Default: about 64 images of 224 px.
+
+    Reference: Brodersen et al., "The balanced accuracy and its posterior distribution", ICPR 2010.
+    Example:
+        >>> balanced_accuracy(model, x_test, y_test)
+    """
+    check_model(model)
+    inputs = as_maps(inputs)
+    check_data(inputs, labels, "inputs", model=model)
+    batch_size = batch_size_for(inputs, 64) if batch_size is None else check_int(batch_size, "batch_size")
+    with evaluating(model):
+        logits = torch.cat([model(chunk) for chunk in inputs.split(batch_size)])
+    check_class_indices(labels, logits.shape[-1])
+    predicted, labels = logits.argmax(1), labels.to(logits.device)
+    return float(torch.stack([(predicted[labels == c] == c).float().mean() for c in labels.unique()]).mean())
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator | None):
     """Index batches of a fresh permutation every epoch; the last incomplete batch is dropped."""
     while True:
@@ -224,7 +252,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps: 
         batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 1e-4,
         warmup: int = 20, val: tuple[torch.Tensor, torch.Tensor] | None = None, eval_every: int | None = None,
         transform: BatchTransform | None = None, generator: torch.Generator | None = None,
-        callback: Callable[[int, nn.Module, float], None] | None = None, progress: bool = False) -> History:
+        callback: StepCallback | None = None, progress: bool = False) -> History:
     """Train a classifier in place: mini-batches, warm-up then cosine decay; record errors and losses.
 
     Args:

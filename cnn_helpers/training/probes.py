@@ -18,7 +18,7 @@ from cnn_helpers.core.checks import check_generator, check_images, check_int, ch
 from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.state import grad_enabled
-from cnn_helpers.training.loop import BatchTransform, History, as_maps, check_data, fit
+from cnn_helpers.training.loop import BatchTransform, History, StepCallback, as_maps, check_data, fit
 from cnn_helpers.training.transfer import seed_from
 
 __all__ = ["train_classifier", "linear_probe", "stratified_split", "to_rgb"]
@@ -28,7 +28,8 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                      val: tuple[torch.Tensor, torch.Tensor] | None = None, *, epochs: int, lr: float = 0.01,
                      batch_size: int = 32, optimizer: str = "sgd", weight_decay: float = 1e-4,
                      transform: BatchTransform | None = None, every: int | None = 1,
-                     generator: torch.Generator | None = None, progress: bool = False) -> History:
+                     generator: torch.Generator | None = None, callback: StepCallback | None = None,
+                     progress: bool = False) -> History:
     """Train ``model`` in place for ``epochs`` epochs with :func:`cnn_helpers.training.fit`; record every epoch.
 
     Args:
@@ -41,7 +42,8 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
         transform: ``transform(x, y) -> x`` on every mini-batch (augmentation). Default: None.
         every: Evaluate the whole sets every ``every`` epochs (and after the last); None: only after the last
             (evaluating costs a forward pass over both sets). Default: 1.
-        generator: Seeds the mini-batch order. progress: tqdm bar (notebooks pass ``not FAST``).
+        generator: Seeds the mini-batch order. callback: ``callback(step, model, loss)`` after every step (e.g. to
+            record accuracies at chosen steps: early stopping on validation data). progress: tqdm bar (``not FAST``).
 
     Returns:
         :class:`~cnn_helpers.training.loop.History` with ``epochs``, ``train_accuracy``/``val_accuracy`` and the
@@ -64,7 +66,8 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     with already_estimated():  # fit's own estimate is a part of the one above
         history = fit(model, x, y, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer,
                       weight_decay=weight_decay, warmup=max(1, min(20, steps // 10)), val=val,
-                      eval_every=every, transform=transform, generator=generator, progress=progress)
+                      eval_every=every, transform=transform, generator=generator, callback=callback,
+                      progress=progress)
     history.steps_per_epoch = per_epoch
     return history
 
@@ -90,13 +93,14 @@ class _Standardize(nn.Module):
 
 def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None = None, *,
                  epochs: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
-                 generator: torch.Generator | None = None) -> tuple[nn.Module, History]:
+                 generator: torch.Generator | None = None, callback: StepCallback | None = None) -> tuple[nn.Module, History]:
     """A linear classifier (logistic regression) on fixed features, standardized with the training set's statistics.
 
     Args:
         train, val: ``(features (N, D), labels (N,))``; the number of classes is ``labels.max() + 1``.
         epochs, lr, weight_decay: AdamW on full-batch-sized mini-batches (at most 256). Defaults: 100, 0.01, 1e-3.
         generator: Seeds the classifier's initial weights and the mini-batch order.
+        callback: ``callback(step, probe, loss)`` after every step, as in :func:`train_classifier`. Default: None.
 
     Returns:
         ``(probe, history)``: the trained ``nn.Module`` ((N, D) -> logits) and its training ``History``.
@@ -116,7 +120,7 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tens
             linear = nn.Linear(feats.shape[1], int(labels.max()) + 1)
         probe = nn.Sequential(_Standardize(mean.clone(), std.clone()), linear).to(feats.device)
     history = train_classifier(probe, train, val, epochs=epochs, lr=lr, batch_size=min(256, len(feats)),
-                              optimizer="adam", weight_decay=weight_decay, generator=generator)
+                              optimizer="adam", weight_decay=weight_decay, generator=generator, callback=callback)
     return probe, history
 
 
