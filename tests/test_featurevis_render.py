@@ -208,7 +208,7 @@ def test_a_model_on_the_meta_device_gets_a_clear_error():
 
 def test_a_model_with_several_outputs_gets_a_clear_error_for_class_logits():
     """Issue 20 #7: class_logit read ``.shape`` of the tuple; a channel objective still works (it reads a layer)."""
-    with pytest.raises(ValueError, match=r"logits of shape \(1, classes\).* tuple"):
+    with pytest.raises(ValueError, match=r"logits\) of shape \(1, classes\).* tuple"):
         class_visualization(TwoOutputs(), 0, size=16, steps=1)
     assert visualize(TwoOutputs(), channel("net.3", 0), size=16, steps=2).image.shape == (1, 3, 16, 16)
 

@@ -169,7 +169,7 @@ def test_history_accuracies_and_epochs():
 
 
 def test_evaluate_estimates_the_memory_of_huge_photos_before_the_work():
-    # expanded zeros take no memory; the 64-channel layers would hold 128 floats per pixel (issue 20, #4)
+    # expanded zeros take no memory; the input and three 64-channel maps: 195 floats per pixel (issue 20, #4)
     import warnings
 
     from cnn_helpers.core.memory import CostWarning
@@ -178,13 +178,13 @@ def test_evaluate_estimates_the_memory_of_huge_photos_before_the_work():
                           nn.Linear(64, 2))
     photo, labels = torch.zeros(1, 3, 1, 1).expand(1, 3, 5000, 5000), torch.tensor([1])
     with pytest.raises(ValueError, match=r"evaluating 1 images of 5000x5000 px \(batch_size=1000\) would allocate "
-                                         r"about 12 GiB; use smaller images"):
+                                         r"about 18 GiB; use smaller images"):
         evaluate(model, photo, labels)
     with pytest.raises(ValueError, match="top1_accuracy|evaluating 1 images of 5000x5000"):
         top1_accuracy(model, photo, labels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CostWarning)  # the warning stops the call before the work
-        with pytest.raises(CostWarning, match="evaluating 1 images of 2048x2048 px .* about 2.0 GiB"):
+        with pytest.raises(CostWarning, match="evaluating 1 images of 2048x2048 px .* about 3.0 GiB"):
             evaluate(model, photo[..., :2048, :2048], labels)
     assert evaluate(model, photo[..., :8, :8], labels)[0] in (0.0, 1.0)
 

@@ -249,8 +249,8 @@ def check_logits(output: object, n: int, *, minimum: int = 2) -> torch.Tensor:
         hint = ("; a one-logit (sigmoid) model: return torch.cat([-z, z], 1)" if got.endswith(", 1)") else
                 "; wrap a model with several outputs to return its logits alone" if not isinstance(output, torch.Tensor)
                 else "")
-        raise ValueError(f"the model must be a classifier returning class scores, logits of shape ({n}, classes) "
-                         f"with classes >= {minimum}, got {got}{hint}")
+        raise ValueError(f"the model must return class scores (logits) of shape ({n}, classes) with classes >= "
+                         f"{minimum}, got {got}{hint}")
     return output
 
 

@@ -60,7 +60,8 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d) and module.in_channels == 3 and module.groups == 1:
             return name, module
-    raise ValueError(f"{type(model).__name__} has no nn.Conv2d with 3 input channels: no filters to show as pictures")
+    raise ValueError(f"model ({type(model).__name__}) has no nn.Conv2d with 3 input channels: no filters to show as "
+                     "pictures")
 
 
 def first_layer_filters(model: nn.Module) -> torch.Tensor:

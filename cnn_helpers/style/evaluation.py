@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnn_helpers.core.checks import (Target, check_images, check_int, check_layers, check_model, check_target,
-                                     gather)
+from cnn_helpers.core.checks import (Target, check_images, check_int, check_layers, check_logits, check_model,
+                                     check_target, gather)
 from cnn_helpers.core.ops import relative_error
 from cnn_helpers.core.state import evaluating, model_device
 from cnn_helpers.style.gram import check_forward_memory, check_map_sizes, feature_maps, gram_matrix, tap_layers
@@ -73,7 +73,7 @@ def class_rank(model: nn.Module, images: torch.Tensor, target: Target) -> tuple[
     check_images(images, model=model)
     target = check_target(target, images.shape[0], model_device(model))
     with evaluating(model):
-        probs = model(images).float().softmax(dim=1)
+        probs = check_logits(model(images), len(images)).float().softmax(dim=1)
     chosen = gather(probs, target)
     rank = (probs > chosen[:, None]).sum(dim=1) + 1
     return rank.cpu(), chosen.cpu()
@@ -98,7 +98,7 @@ def ssim(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return torch.tensor([structural_similarity(x, y, channel_axis=2, data_range=1.0) for x, y in zip(a, b)])
 
 
-def radial_spectrum(images: torch.Tensor, bins: int) -> torch.Tensor:
+def _log_power_spectrum(images: torch.Tensor, bins: int) -> torch.Tensor:
     """(N, bins): log10 of the mean power of the grey image (mean removed) in ``bins`` equal frequency bands of
     (0, 0.5] cycles per pixel (the corners beyond 0.5 are left out)."""
     grey = images.detach().float().mean(dim=1)
@@ -139,5 +139,5 @@ def spectrum_distance(images: torch.Tensor, reference: torch.Tensor, *, bins: in
         if min(x.shape[-2:]) < 2 * bins:
             raise ValueError(f"{name} of {x.shape[-2]}x{x.shape[-1]} px are too small for bins={bins}; "
                              f"use at least {2 * bins} px or fewer bins")
-    difference = radial_spectrum(images, bins) - radial_spectrum(reference, bins).to(images.device)
+    difference = _log_power_spectrum(images, bins) - _log_power_spectrum(reference, bins).to(images.device)
     return difference.pow(2).mean(dim=1).sqrt().cpu()

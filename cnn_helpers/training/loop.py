@@ -190,8 +190,11 @@ def balanced_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tens
     inputs = as_maps(inputs)
     check_data(inputs, labels, "inputs", model=model)
     batch_size = batch_size_for(inputs, 64) if batch_size is None else check_int(batch_size, "batch_size")
-    with evaluating(model):
-        logits = torch.cat([model(chunk) for chunk in inputs.split(batch_size)])
+    check_pass_memory(model, inputs, f"balanced_accuracy of {len(inputs)} inputs of shape {tuple(inputs.shape[1:])} "
+                      f"(batch_size={batch_size})", backward=False, batch_size=batch_size,
+                      hint="use smaller inputs or batch_size")
+    with evaluating(model), torch.no_grad():
+        logits = torch.cat([check_logits(model(chunk), len(chunk)) for chunk in inputs.split(batch_size)])
     check_class_indices(labels, logits.shape[-1])
     predicted, labels = logits.argmax(1), labels.to(logits.device)
     return float(torch.stack([(predicted[labels == c] == c).float().mean() for c in labels.unique()]).mean())
