@@ -360,3 +360,26 @@ def test_input_gradients_work_inside_inference_mode():
         x = torch.rand(1, 3)
         grads = attribution.input_gradients(nn.Sequential(model), x, torch.tensor([1]), 1)
     assert torch.allclose(grads[0], model.weight[1].detach())
+
+
+@pytest.mark.parametrize("method", ["saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "grad_cam",
+                                    "occlusion"])
+def test_huge_photos_are_refused_before_any_work(method):
+    """Memory is estimated before the first forward pass (issue 20 #4): expanded zeros hold no memory, the model
+    would need tens of GiB; a model that counts its calls proves nothing ran."""
+    calls = []
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(64, 2)).eval()
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    photo = torch.zeros(1, 3, 1, 1).expand(1, 3, 8000, 8000)
+    run = {"saliency": lambda: saliency_map(model, photo, 0),
+           "smoothgrad": lambda: smoothgrad(model, photo, 0, samples=2),
+           "integrated_gradients": lambda: integrated_gradients(model, photo, 0, steps=2),
+           "guided_backprop": lambda: guided_backprop(model, photo, 0),
+           "grad_cam": lambda: grad_cam(model, photo, 0, layer="1"),
+           "occlusion": lambda: occlusion_map(model, photo, 0, window=4000, stride=4000, method="batched")}[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a time estimate may warn first
+        with pytest.raises(ValueError, match=r"8000x8000 px would allocate about \d+ GiB; use smaller images"):
+            run()
+    assert calls == []

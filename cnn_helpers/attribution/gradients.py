@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_helpers.core.budget import batch_size_for, check_cost
+from cnn_helpers.core.budget import batch_size_for, check_cost, check_pass_memory
 from cnn_helpers.core.checks import (Target, check_baseline, check_bool, check_choice, check_float, check_generator,
                                      check_images, check_int, check_layer, check_model, check_target, gather)
 from cnn_helpers.core.hooks import record
@@ -66,6 +66,12 @@ def _gradient_sum(model: nn.Module, batches: Iterable[torch.Tensor], weights: Se
     return total
 
 
+def _check_backward_memory(model: nn.Module, images: torch.Tensor, what: str, batch_size: int | None = None) -> None:
+    """The memory of forward + backward passes over ``images`` (in batches), warned or refused before the work."""
+    check_pass_memory(model, images, f"{what} on {len(images)} images of {images.shape[-2]}x{images.shape[-1]} px",
+                      batch_size=batch_size, hint="use smaller images" + ("" if batch_size is None else " or batch_size"))
+
+
 def saliency_map(model: nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
     """Saliency: the largest absolute gradient of the target score over the three colour channels.
 
@@ -82,6 +88,7 @@ def saliency_map(model: nn.Module, images: torch.Tensor, target: Target) -> torc
     check_model(model)
     check_images(images, model=model)
     labels = check_target(target, images.shape[0], images.device)
+    _check_backward_memory(model, images, "saliency_map")
     with evaluating(model):
         grads = input_gradients(model, images, labels, images.shape[0])
     return grads.abs().amax(dim=1)
@@ -115,10 +122,12 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target, *, sample
     labels = check_target(target, images.shape[0], images.device)
     check_cost(model, images, samples * images.shape[0], f"smoothgrad with samples={samples}", backward=True,
                hint="use fewer samples or a smaller image")
+    batch_size = batch_size or batch_size_for(images, 16)
+    _check_backward_memory(model, images[:1].expand(samples * images.shape[0], -1, -1, -1), "smoothgrad", batch_size)
     std = torch.full_like(images, stdev, device=generator.device if generator is not None else images.device)
     noisy = (images + torch.normal(0.0, std, generator=generator).to(images.device) for _ in range(samples))
     with evaluating(model):
-        total = _gradient_sum(model, noisy, [1.0] * samples, labels, batch_size or batch_size_for(images, 16), torch.abs)
+        total = _gradient_sum(model, noisy, [1.0] * samples, labels, batch_size, torch.abs)
     return (total / samples).amax(dim=1)
 
 
@@ -165,11 +174,13 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target: Target,
     base = check_baseline(baseline, images)
     check_cost(model, images, steps * n, f"integrated_gradients with steps={steps}", backward=True,
                hint="use fewer steps or a smaller image")
+    batch_size = batch_size or batch_size_for(images, 16)
+    _check_backward_memory(model, images[:1].expand(steps * n, -1, -1, -1), "integrated_gradients", batch_size)
     alphas, sizes = _ig_weights(method, steps)
     difference = images.detach() - base
     path = (base + alpha * difference for alpha in alphas)
     with evaluating(model):
-        total = _gradient_sum(model, path, sizes, labels, batch_size or batch_size_for(images, 16), lambda g: g)
+        total = _gradient_sum(model, path, sizes, labels, batch_size, lambda g: g)
     return total * difference
 
 
@@ -206,6 +217,7 @@ def guided_backprop(model: nn.Module, images: torch.Tensor, target: Target, *,
     check_model(model)
     check_images(images, model=model)
     labels = check_target(target, images.shape[0], images.device)
+    _check_backward_memory(model, images, "guided_backprop")
     hooked = [m for m in model.modules() if isinstance(m, activations)]
     if not hooked:
         raise ValueError(f"guided_backprop: the model has no {', '.join(a.__name__ for a in activations)} modules "
@@ -244,6 +256,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target: Target, *, layer: s
     check_layer(model, layer)
     relu, upsample = check_bool(relu, "relu"), check_bool(upsample, "upsample")
     labels = check_target(target, images.shape[0], images.device)
+    _check_backward_memory(model, images, "grad_cam")
     with evaluating(model), grad_enabled(), record(model, [layer]) as rec:
         score = gather(rec(images.clone().requires_grad_(True)), labels)
         maps = rec[layer]

@@ -22,7 +22,7 @@ from torch import nn
 
 from cnn_helpers.attribution.occlusion import incremental
 from cnn_helpers.attribution.occlusion.plan import window_grid
-from cnn_helpers.core.budget import check_cost
+from cnn_helpers.core.budget import check_cost, check_pass_memory
 from cnn_helpers.core.checks import (Target, check_baseline, check_choice, check_images, check_int, check_model,
                                      check_target, gather)
 from cnn_helpers.core.memory import check_memory
@@ -120,6 +120,8 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, target: Target, *, win
     (n, _, height, width), device = images.shape, images.device
     rows, cols, (wh, ww) = window_grid((height, width), window, stride)
     _occlusion_budget(model, images, len(rows) * len(cols), window, stride, perturbations_per_eval, method)
+    check_pass_memory(model, images, f"occlusion_map on {n} images of {height}x{width} px", backward=False,
+                      hint="use smaller images")  # at least one pass over the images themselves
     labels = check_target(target, n, device)
     fill = check_baseline(baseline, images)
     windows = [(y, x) for y in rows for x in cols]
