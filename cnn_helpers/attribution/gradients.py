@@ -66,10 +66,10 @@ def _gradient_sum(model: nn.Module, batches: Iterable[torch.Tensor], weights: Se
     return total
 
 
-def _check_backward_memory(model: nn.Module, images: torch.Tensor, what: str, batch_size: int | None = None) -> None:
-    """The memory of forward + backward passes over ``images`` (in batches), warned or refused before the work."""
+def _check_backward_memory(model: nn.Module, images: torch.Tensor, what: str) -> None:
+    """The memory of a forward + backward pass over ``images``, warned or refused before the work."""
     check_pass_memory(model, images, f"{what} on {len(images)} images of {images.shape[-2]}x{images.shape[-1]} px",
-                      batch_size=batch_size, hint="use smaller images" + ("" if batch_size is None else " or batch_size"))
+                      hint="use smaller images")
 
 
 def saliency_map(model: nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
@@ -123,7 +123,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target, *, sample
     check_cost(model, images, samples * images.shape[0], f"smoothgrad with samples={samples}", backward=True,
                hint="use fewer samples or a smaller image")
     batch_size = batch_size or batch_size_for(images, 16)
-    _check_backward_memory(model, images[:1].expand(samples * images.shape[0], -1, -1, -1), "smoothgrad", batch_size)
+    _check_backward_memory(model, images, "smoothgrad")  # at least one pass over the images (batch_size bounds the rest)
     std = torch.full_like(images, stdev, device=generator.device if generator is not None else images.device)
     noisy = (images + torch.normal(0.0, std, generator=generator).to(images.device) for _ in range(samples))
     with evaluating(model):
@@ -175,7 +175,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target: Target,
     check_cost(model, images, steps * n, f"integrated_gradients with steps={steps}", backward=True,
                hint="use fewer steps or a smaller image")
     batch_size = batch_size or batch_size_for(images, 16)
-    _check_backward_memory(model, images[:1].expand(steps * n, -1, -1, -1), "integrated_gradients", batch_size)
+    _check_backward_memory(model, images, "integrated_gradients")  # at least one pass over the images
     alphas, sizes = _ig_weights(method, steps)
     difference = images.detach() - base
     path = (base + alpha * difference for alpha in alphas)
