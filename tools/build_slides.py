@@ -1,0 +1,308 @@
+"""Execute the notebooks and write each as reveal.js slides for a 1280 x 720 projector, working offline.
+
+    python tools/build_slides.py [--full] [--online] [--no-execute | --reuse] [--out DIR] [notebooks/NN_x.ipynb ...]
+
+Writes ``build/slides/<NN_topic>.slides.html`` (and ``index.html``). Execution is the site's (tools/build_site.py):
+fast mode, offline, the network blocked; ``--full`` full mode, ``--online`` downloads allowed. The executed
+notebooks are kept in ``build/slides/executed/`` with each cell's seconds, so ``--reuse`` re-renders without
+running anything. reveal.js, MathJax and the widget renderer are copied into ``assets/`` (tools/site_assets.py).
+
+The slide structure is the notebook's own ``slideshow`` metadata (tools/slides.py writes and checks it; RISE reads
+the same); a notebook whose metadata disagrees with the rules is refused. On top, for the projector only:
+- a Markdown cell shows its heading and opening paragraph; the lecture notes' quote gets a sub-slide; the rest
+  of the prose becomes the slide's speaker notes (``markdown_parts``);
+- a code cell longer than ``CODE_MAX`` lines is folded to one line (click to open);
+- outputs that do not fit under their code move to a sub-slide of their own; figures are scaled to the slide;
+- every slide gets speaker notes: where it sits in a 45-minute lecture, the prose cut from the slide, and for
+  a live cell how long it ran in this build and what to do if it is slow. Numbers come from this build's own
+  run, so the notes cannot go stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import html
+import json
+import struct
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbconvert import SlidesExporter
+from nbformat.v4 import new_markdown_cell
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slides  # noqa: E402
+from build_site import COURSE, site_environment, title_and_goals  # noqa: E402
+from nbexec import execute  # noqa: E402
+from site_assets import MATHJAX_FONTS, AssetsMissing, install_slides_into  # noqa: E402
+from testenv import ROOT, threads  # noqa: E402
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "slides_template"
+LECTURE_MINUTES = 45
+SLOW_SECONDS = 10  # a live cell slower than this gets advice in its notes
+TEXT_LINES_MAX = 18  # printed lines a slide shows; the rest is cut with a note
+IMAGE_MIN_PX = 300  # below this a figure is unreadable: it moves to a sub-slide of its own instead
+
+
+# ---- sizes ------------------------------------------------------------------------------------------------------
+
+def png_size(data: str) -> tuple[int, int]:
+    """(width, height) of a base64 PNG, from its header."""
+    head = base64.b64decode(data[:64])
+    return struct.unpack(">II", head[16:24])
+
+
+def image_px(output: nbformat.NotebookNode) -> int:
+    """Natural height on the slide of a figure (scaled down to the slide's width)."""
+    width, height = png_size(output.data["image/png"])
+    meta = output.get("metadata", {}).get("image/png", {})
+    width, height = meta.get("width", width), meta.get("height", height)
+    return int(height * min(1.0, 1208 / max(width, 1)))
+
+
+def text_px(text: str) -> int:
+    return slides.code_px(text) - 20 if text.strip() else 0
+
+
+def output_px(output: nbformat.NotebookNode) -> tuple[int, bool]:
+    """(estimated height, whether it is a figure that may be scaled down)."""
+    if output.output_type == "stream":
+        return text_px(output.text), False
+    if output.output_type == "error":
+        return text_px("\n".join(output.get("traceback", []))[:2000]), False
+    data = output.get("data", {})
+    if "application/vnd.jupyter.widget-view+json" in data:
+        return 480, False
+    if "image/png" in data:
+        return image_px(output), True
+    if "text/html" in data:
+        return data["text/html"].count("<tr") * 36 + 20, False
+    return text_px(data.get("text/plain", "")), False
+
+
+def trim_text(output: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A stream output cut to ``TEXT_LINES_MAX`` lines, saying how many more the notebook prints."""
+    lines = output.text.splitlines()
+    if output.output_type == "stream" and len(lines) > TEXT_LINES_MAX:
+        output = copy.deepcopy(output)
+        output.text = "\n".join(lines[:TEXT_LINES_MAX - 1] + [
+            f"… {len(lines) - TEXT_LINES_MAX + 1} more lines: see the notebook"]) + "\n"
+    return output
+
+
+# ---- the deck ---------------------------------------------------------------------------------------------------
+
+def first_line(source: str) -> str:
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")
+
+
+def code_notes(cell: nbformat.NotebookNode, seconds: float | None, mode: str) -> str:
+    lines = len(cell.source.splitlines())
+    notes = []
+    if seconds is not None:
+        notes.append(f"Live cell ({lines} lines): it ran in {seconds:.1f} s when these slides were built ({mode}).")
+    else:
+        notes.append(f"Live cell ({lines} lines).")
+    if lines > slides.CODE_MAX:
+        notes.append("The code is folded on the slide: click its first line to open it, or show it in JupyterLab.")
+    if seconds is not None and seconds >= SLOW_SECONDS:
+        notes.append(f"Too slow to wait for in front of the room ({seconds:.0f} s here): run the notebook before the "
+                     "lecture (Run All, then start the slideshow) and present this result; re-run it live only while "
+                     "you talk through the slide before. Fast mode (`CNN_FAST=1 make lab`) is the quick setting.")
+    if "widgets." in cell.source:
+        notes.append("A widget: it reacts only with a running kernel (RISE in `make lab`); here it shows the state "
+                     "it was saved with.")
+    printed = [o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stdout"]
+    if printed and (line := first_line("".join(printed))):
+        notes.append(f"Its printed numbers are on the slide (this build: “{line[:120]}”).")
+    return " ".join(notes)
+
+
+def split_outputs(cell: nbformat.NotebookNode, top_px: int) -> list[list[nbformat.NotebookNode]]:
+    """The cell's outputs grouped by slide: the first group shares the slide with the code (``top_px`` high)."""
+    groups: list[list] = [[]]
+    used = top_px
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream" and output.name == "stderr" and not output.text.strip():
+            continue
+        output = trim_text(output) if output.output_type == "stream" else output
+        px, flexible = output_px(output)
+        need = min(px, IMAGE_MIN_PX) if flexible else px
+        if groups[-1] and used + need > slides.SLIDE_PX or (flexible and top_px > 0 and used + min(px, 560) >
+                                                                 slides.SLIDE_PX and not groups[-1] and len(groups) == 1):
+            groups.append([])
+            used = 0
+        groups[-1].append(output)
+        used += min(px, 560) if flexible else px
+    return [g for g in groups if g] or [[]]
+
+
+def deck(nb: nbformat.NotebookNode, seconds: dict[int, float], mode: str) -> nbformat.NotebookNode:
+    """The notebook as the static slides show it (see the module docstring)."""
+    out = copy.deepcopy(nb)
+    out.cells = []
+
+    def add(cell: nbformat.NotebookNode, kind: str) -> None:
+        cell.metadata["slideshow"] = {"slide_type": kind}
+        out.cells.append(cell)
+
+    for i, cell in enumerate(nb.cells):
+        kind = cell.metadata.get("slideshow", {}).get("slide_type", "-")
+        if kind == "skip" or (not out.cells and kind in ("-", "fragment", "notes")):
+            continue
+        if kind == "notes":
+            add(copy.deepcopy(cell), "notes")
+        elif cell.cell_type == "markdown":
+            for part in slides.markdown_parts(cell.source, kind, first=i == 0):
+                add(new_markdown_cell(part.text), part.kind)
+        elif cell.cell_type == "code":
+            code = copy.deepcopy(cell)
+            lines = len(cell.source.splitlines())
+            if lines > slides.CODE_MAX:
+                code.metadata["slides"] = {"fold": f"▸ {first_line(cell.source)[:70]} … ({lines} lines of code)"}
+            groups = split_outputs(cell, slides.code_px(cell.source))
+            code.outputs = groups[0]
+            add(code, kind)
+            add(new_markdown_cell(code_notes(cell, seconds.get(i), mode)), "notes")
+            for group in groups[1:]:
+                rest = copy.deepcopy(cell)
+                rest.metadata["transient"] = {"remove_source": True}
+                rest.outputs = group
+                add(rest, "subslide")
+                add(new_markdown_cell(f"The result of the live cell before (`{first_line(cell.source)[:60]}`)."),
+                    "notes")
+    add_pacing(out)
+    return out
+
+
+def add_pacing(nb: nbformat.NotebookNode) -> None:
+    """Start every slide's notes with where it sits in a 45-minute lecture; merge a slide's notes into one cell."""
+    slides_at = [i for i, c in enumerate(nb.cells) if c.metadata["slideshow"]["slide_type"] in ("slide", "subslide")]
+    if not slides_at or slides_at[0] != 0:
+        slides_at = [0] + slides_at
+    total = len(slides_at)
+    cells = []
+    for n, start in enumerate(slides_at):
+        end = slides_at[n + 1] if n + 1 < total else len(nb.cells)
+        block = nb.cells[start:end]
+        notes = [c.source for c in block if c.metadata["slideshow"]["slide_type"] == "notes"]
+        content = [c for c in block if c.metadata["slideshow"]["slide_type"] != "notes"]
+        minute = LECTURE_MINUTES * n / total
+        head = f"Slide {n + 1} of {total}, about minute {minute:.0f} of {LECTURE_MINUTES}."
+        cells += content + [new_markdown_cell("\n\n".join([head, *notes]),
+                                              metadata={"slideshow": {"slide_type": "notes"}})]
+    nb.cells = cells
+
+
+# ---- writing ----------------------------------------------------------------------------------------------------
+
+def make_exporter(urls: dict[str, str]) -> SlidesExporter:
+    exporter = SlidesExporter(template_name="reveal", extra_template_paths=[str(TEMPLATE_DIR)],
+                              template_file="slides.html.j2")
+    exporter.reveal_transition = "none"
+    for key, value in urls.items():
+        setattr(exporter, key, value)
+    return exporter
+
+
+def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, str] | None, reuse: bool,
+           mode: str) -> dict:
+    """Execute one notebook (or reuse its last run) and write ``out/<stem>.slides.html``; a summary."""
+    executed = out / "executed" / path.name
+    notebook = nbformat.read(path, as_version=4)
+    wrong = slides.problems(notebook)
+    if wrong:
+        raise SystemExit(f"{path.name}: slide metadata differs from the rules (run `python tools/slides.py apply`):\n  "
+                         + "\n  ".join(wrong[:5]))
+    summary = {"stem": path.stem, "title": title_and_goals(notebook, path.stem)[0], "seconds": 0.0, "failed": "",
+               "cells": {}}
+    if reuse and executed.is_file():
+        notebook = nbformat.read(executed, as_version=4)
+        summary = json.loads(notebook.metadata.get("slides_run", "{}")) or summary
+    elif env is not None:
+        start = time.perf_counter()
+        cells: dict[int, float] = {}
+        try:
+            execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem, seconds=cells)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            summary["failed"] = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        summary["seconds"] = time.perf_counter() - start
+        summary["cells"] = {str(k): v for k, v in cells.items()}
+        summary["mode"] = mode
+        notebook.metadata["slides_run"] = json.dumps(summary)
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, executed)
+    seconds = {int(k): v for k, v in summary.get("cells", {}).items()}
+    shown = deck(notebook, seconds, summary.get("mode", mode))
+    shown.metadata["title"] = f"{summary['title']} · {COURSE}"
+    body, _ = exporter.from_notebook_node(shown, resources={"course_mathjax_config": MATHJAX_FONTS})
+    (out / f"{path.stem}.slides.html").write_text(body, encoding="utf-8")
+    summary["slides"] = sum(c.metadata["slideshow"]["slide_type"] in ("slide", "subslide") for c in shown.cells) + (
+        shown.cells[0].metadata["slideshow"]["slide_type"] not in ("slide", "subslide"))
+    return summary
+
+
+def write_index(out: Path, summaries: list[dict], mode: str) -> Path:
+    items = "\n".join(
+        f'<li><a href="{html.escape(s["stem"])}.slides.html">{html.escape(s["title"])}</a> – {s["slides"]} slides'
+        + (f', ran in {s["seconds"]:.0f} s' if s["seconds"] else "")
+        + (" <strong>(stopped with an error)</strong>" if s["failed"] else "") + "</li>" for s in summaries)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Slides · {html.escape(COURSE)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em;line-height:1.5;color:#222;
+font-size:20px}} li{{margin:.4em 0}}</style></head><body>
+<h1>{html.escape(COURSE)}: slides</h1>
+<p>One deck per notebook, {html.escape(mode)}. Keys: → / Space next, ↓ next sub-slide, Esc overview,
+S speaker notes, F full screen. For live slides with a kernel: <code>make lab</code>, open a notebook,
+Run All, then the slideshow (Alt+R).</p>
+<ol>
+{items}
+</ol></body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
+    parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
+    parser.add_argument("--no-execute", action="store_true", help="the stored notebooks, not executed")
+    parser.add_argument("--reuse", action="store_true", help="re-render the last run in OUT/executed/")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        urls = install_slides_into(args.out)
+    except AssetsMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    exporter = make_exporter(urls)
+    env = None if args.no_execute else site_environment(full=args.full, online=args.online)
+    mode = (f"{'full' if args.full else 'fast'} mode, {'online' if args.online else 'offline'}, "
+            f"{env['OMP_NUM_THREADS'] if env else threads()} threads")
+    summaries = []
+    for path in paths:
+        summary = render(path, args.out, exporter, env=env, reuse=args.reuse, mode=mode)
+        print(f"{path.name}: {summary['slides']} slides ({summary['seconds']:.1f} s)"
+              f"{'  FAILED: ' + summary['failed'] if summary['failed'] else ''}", flush=True)
+        summaries.append(summary)
+    shown_mode = "not executed" if env is None else f"executed in {mode}"
+    print(f"wrote {write_index(args.out, summaries, shown_mode)}")
+    print(f"total {sum(s['seconds'] for s in summaries):.1f} s")
+    failed = [s["stem"] for s in summaries if s["failed"]]
+    if failed:
+        print(f"notebooks that stopped with an error (their slides show it): {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
