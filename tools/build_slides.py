@@ -4,8 +4,8 @@
 
 Writes ``build/slides/<NN_topic>.slides.html`` (and ``index.html``). Execution is the site's (tools/build_site.py):
 fast mode, offline, the network blocked; ``--full`` full mode, ``--online`` downloads allowed. The executed
-notebooks are kept in ``build/slides/executed/`` with each cell's seconds, so ``--reuse`` re-renders without
-running anything. reveal.js, MathJax and the widget renderer are copied into ``assets/`` (tools/site_assets.py).
+notebooks are kept in ``build/slides/executed/`` with each cell's seconds; ``--reuse`` re-renders such a run
+instead of executing again while it is current (same notebook code, same ``cnn_helpers``, same mode). reveal.js, MathJax and the widget renderer are copied into ``assets/`` (tools/site_assets.py).
 
 The slide structure is the notebook's own ``slideshow`` metadata (tools/slides.py writes and checks it; RISE reads
 the same); a notebook whose metadata disagrees with the rules is refused. On top, for the projector only:
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import hashlib
 import html
 import json
 import struct
@@ -199,12 +200,23 @@ def add_pacing(nb: nbformat.NotebookNode) -> None:
     nb.cells = cells
 
 
+def run_key(path: Path, mode: str) -> str:
+    """What an executed copy depends on: the notebook's code cells, every file of the package, the mode."""
+    digest = hashlib.sha256(mode.encode())
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        digest.update(cell.source.encode())
+    for file in sorted((ROOT / "cnn_helpers").rglob("*.py")):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 # ---- writing ----------------------------------------------------------------------------------------------------
 
 def make_exporter(urls: dict[str, str]) -> SlidesExporter:
     exporter = SlidesExporter(template_name="reveal", extra_template_paths=[str(TEMPLATE_DIR)],
                               template_file="slides.html.j2")
-    exporter.reveal_transition = "none"
+    exporter.reveal_transition, exporter.reveal_theme = "none", "white"  # white: its font ships with reveal.js
     for key, value in urls.items():
         setattr(exporter, key, value)
     return exporter
@@ -221,9 +233,13 @@ def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, st
                          + "\n  ".join(wrong[:5]))
     summary = {"stem": path.stem, "title": title_and_goals(notebook, path.stem)[0], "seconds": 0.0, "failed": "",
                "cells": {}}
-    if reuse and executed.is_file():
-        notebook = nbformat.read(executed, as_version=4)
-        summary = json.loads(notebook.metadata.get("slides_run", "{}")) or summary
+    key = run_key(path, mode)
+    last = nbformat.read(executed, as_version=4) if reuse and executed.is_file() else None
+    if last is not None and json.loads(last.metadata.get("slides_run", "{}")).get("key") == key:
+        notebook = last
+        summary = json.loads(notebook.metadata["slides_run"])
+        for cell, source in zip(notebook.cells, nbformat.read(path, as_version=4).cells):
+            cell.metadata["slideshow"] = source.metadata["slideshow"]  # the structure as the notebook has it now
     elif env is not None:
         start = time.perf_counter()
         cells: dict[int, float] = {}
@@ -233,7 +249,7 @@ def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, st
             summary["failed"] = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         summary["seconds"] = time.perf_counter() - start
         summary["cells"] = {str(k): v for k, v in cells.items()}
-        summary["mode"] = mode
+        summary["mode"], summary["key"] = mode, key
         notebook.metadata["slides_run"] = json.dumps(summary)
         executed.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, executed)

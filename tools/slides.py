@@ -20,6 +20,10 @@ notebook, so after a notebook changes, ``apply`` writes it again and ``tests/tes
 | Markdown after a code cell (reading the figure, the takeaway) | ``subslide`` |
 | other Markdown | ``-`` |
 
+The notebook's ``rise`` metadata (RISE's settings for live slides) is written too: the ``white`` theme, whose font
+ships with RISE (its default theme fetches fonts from the internet), scrolling for cells taller than the screen,
+and no transition animation.
+
 A cell tag overrides the rule for that cell: ``slideshow-slide``, ``slideshow-subslide``, ``slideshow-fragment``,
 ``slideshow-skip``, ``slideshow-notes`` (a speaker-note cell) or ``slideshow-continue`` (``-``).
 
@@ -44,6 +48,7 @@ TYPES = ("slide", "subslide", "fragment", "skip", "notes", "-")
 TAG_PREFIX = "slideshow-"
 TAG_TYPES = {"slide": "slide", "subslide": "subslide", "fragment": "fragment", "skip": "skip", "notes": "notes",
              "continue": "-"}
+RISE = {"theme": "white", "scroll": True, "transition": "none"}
 CODE_MAX = 15  # lines of code a slide shows; longer cells are folded on the static slides
 # What fits on a 1280 x 720 slide at the builder's font sizes (24 px prose, 20 px code): estimates in pixels.
 SLIDE_PX = 660
@@ -185,7 +190,13 @@ def markdown_parts(source: str, kind: str, *, first: bool = False) -> list[Part]
                                                blocks[i + 1].rstrip().endswith(":")):
                     i += 1
                     quote.append(blocks[i])
-            elif (px := block_px(block)) + used <= budget or (not shown and re.match(r"#{1,6}\s", block)):
+            elif (block.rstrip().endswith(":") and i + 1 < len(blocks) and blocks[i + 1].lstrip().startswith(">")
+                  and not quote):  # the lead-in of a quote goes with it
+                shown.append(block)
+            elif quote and block_px(block) + sum(map(block_px, quote)) <= PROSE_BUDGET_PX:
+                quote.append(block)  # what the text says after the quote belongs with the claim
+            elif not quote and ((px := block_px(block)) + used <= budget or (
+                    not shown and re.match(r"#{1,6}\s", block))):
                 shown.append(block)
                 used += px
             elif len(shown) <= 1 and not notes:  # the opening paragraph alone is too long: its first sentences
@@ -263,6 +274,9 @@ def expected_metadata(cell: nbformat.NotebookNode, kind: str) -> dict:
 def apply(nb: nbformat.NotebookNode) -> int:
     """Write the rules' slide types into ``nb`` (in place); the number of cells changed."""
     changed = 0
+    if nb.metadata.get("rise") != RISE:
+        nb.metadata["rise"] = dict(RISE)
+        changed += 1
     for cell, kind in zip(nb.cells, slide_types(nb)):
         if cell.metadata.get("slideshow") != expected_metadata(cell, kind):
             cell.metadata["slideshow"] = expected_metadata(cell, kind)
@@ -273,6 +287,8 @@ def apply(nb: nbformat.NotebookNode) -> int:
 def problems(nb: nbformat.NotebookNode) -> list[str]:
     """Each cell whose slide metadata is missing or differs from the rules, described in one line."""
     found = []
+    if nb.metadata.get("rise") != RISE:
+        found.append(f"notebook metadata: rise {nb.metadata.get('rise')!r}, the rules say {RISE!r}")
     for i, (cell, kind) in enumerate(zip(nb.cells, slide_types(nb))):
         have = cell.metadata.get("slideshow")
         if have != expected_metadata(cell, kind):
@@ -309,7 +325,7 @@ def main(argv: list[str]) -> int:
                 status = 1
         elif (changed := apply(nb)):
             nbformat.write(nb, path)
-            print(f"{path.name}: slide metadata written ({changed} cells changed)")
+            print(f"{path.name}: slide metadata written ({changed} changes)")
     if status:
         print("run `python tools/slides.py apply` (or `make slides-metadata`) to write it", file=sys.stderr)
     return status
