@@ -107,3 +107,11 @@ def test_slides_of_every_notebook_have_local_assets_and_notes_on_every_slide(sto
         leaves = [s for s in re.split(r"<section\b[^>]*>", page)[1:] if s.strip()]  # stacks open with a section
         assert leaves and all('<aside class="notes">' in s for s in leaves), f"speaker notes on every slide: {path.name}"
         assert "about minute 0 of 45" in page
+
+
+def test_the_site_index_links_every_deck(tmp_path):
+    import build_site
+
+    assert build_site.main(["--no-execute", "--out", str(tmp_path / "site")]) == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert re.findall(r'href="\.\./slides/([^"]+)\.slides\.html"', index) == [p.stem for p in NOTEBOOKS]

@@ -109,6 +109,7 @@ def write_index(out_dir: Path, pages: list[Page], *, student: bool, mathjax_url:
     """``index.html``: every notebook with its title and its learning goals, rendered."""
     items = "\n".join(
         f'<li><a href="{html.escape(p.stem)}.html">{html.escape(p.title)}</a>'
+        + f' · <a class="slides" href="../slides/{html.escape(p.stem)}.slides.html">slides</a>'
         + (" <strong>(stopped with an error)</strong>" if p.failed else "")
         + f'<div class="goals">{markdown2html("**Learning goals.** " + p.goals)}</div></li>' for p in pages)
     kind = ("Student version: exercises are left for you to write; each check says whether your code is right."
@@ -123,7 +124,8 @@ ol.notebooks>li{{margin-bottom:1.4em}} ol.notebooks>li>a{{font-size:1.25em;font-
 .goals{{color:#444}} .goals p{{margin:.3em 0}} .goals ol{{margin:.2em 0}} .kind{{color:#555}}</style>
 </head><body><h1>{html.escape(COURSE)}</h1>
 <p class="kind">{kind} Pages {mode}.</p>
-<p>To run the notebooks yourself: <code>{run}</code> (sets everything up, then opens JupyterLab).</p>
+<p>To run the notebooks yourself: <code>{run}</code> (sets everything up, then opens JupyterLab).
+Each notebook's lecture slides (1280 × 720, offline) are in <code>build/slides/</code>: <code>make slides</code>.</p>
 <ol class="notebooks">
 {items}
 </ol></body></html>
