@@ -26,6 +26,7 @@ import copy
 import hashlib
 import html
 import json
+import re
 import struct
 import sys
 import time
@@ -34,7 +35,8 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import SlidesExporter
-from nbformat.v4 import new_markdown_cell
+from nbformat.corpus.words import generate_corpus_id
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slides  # noqa: E402
@@ -47,7 +49,23 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "slides_template"
 LECTURE_MINUTES = 45
 SLOW_SECONDS = 10  # a live cell slower than this gets advice in its notes
 TEXT_LINES_MAX = 18  # printed lines a slide shows; the rest is cut with a note
-IMAGE_MIN_PX = 300  # below this a figure is unreadable: it moves to a sub-slide of its own instead
+TABLE_CHARS, TABLE_LINE_PX = 100, 30  # a table's text (20 px): characters across the slide, line height
+FIGURE_MAX_PX = 690  # the tallest a figure can be shown (a slide of its own)
+FIGURE_KEEP = 0.8  # a figure stays under its code only if it is shown at least this fraction of that size there
+
+
+# Run first in the slides' kernel, never shown: figure text 1.4x larger than in the notebook (explicit sizes such as
+# fontsize=8 included), so that labels stay readable when a figure is shown across a projector's 1280 px.
+FIGURE_TEXT_SCALE = 1.4
+KERNEL_SETUP = f"""\
+import matplotlib as _mpl
+from matplotlib.font_manager import FontProperties as _FP
+_mpl.rcParams["font.size"] *= {FIGURE_TEXT_SCALE}
+_set_size = _FP.set_size
+def _larger(self, size, _set=_set_size):
+    _set(self, size * {FIGURE_TEXT_SCALE} if isinstance(size, (int, float)) else size)
+_FP.set_size = _larger
+"""
 
 
 # ---- sizes ------------------------------------------------------------------------------------------------------
@@ -66,16 +84,12 @@ def image_px(output: nbformat.NotebookNode) -> int:
     return int(height * min(1.0, 1208 / max(width, 1)))
 
 
-def text_px(text: str) -> int:
-    return slides.code_px(text) - 20 if text.strip() else 0
-
-
 def output_px(output: nbformat.NotebookNode) -> tuple[int, bool]:
     """(estimated height, whether it is a figure that may be scaled down)."""
     if output.output_type == "stream":
-        return text_px(output.text), False
+        return slides.text_px(output.text), False
     if output.output_type == "error":
-        return text_px("\n".join(output.get("traceback", []))[:2000]), False
+        return slides.text_px("\n".join(output.get("traceback", []))[:2000]), False
     data = output.get("data", {})
     if "application/vnd.jupyter.widget-view+json" in data:
         return 480, False
@@ -83,17 +97,86 @@ def output_px(output: nbformat.NotebookNode) -> tuple[int, bool]:
         return image_px(output), True
     if "text/html" in data:
         return data["text/html"].count("<tr") * 36 + 20, False
-    return text_px(data.get("text/plain", "")), False
+    if "slides_px" in output.get("metadata", {}):
+        return output.metadata["slides_px"], False
+    if "text/markdown" in data:
+        return sum(slides.block_px(b) for b in slides._blocks(data["text/markdown"])) + 20, False
+    return slides.text_px(data.get("text/plain", "")), False
 
 
 def trim_text(output: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A stream output cut to ``TEXT_LINES_MAX`` lines, saying how many more the notebook prints."""
+    """A stream output cut to ``TEXT_LINES_MAX`` lines as the slide wraps them, saying how many more there are."""
     lines = output.text.splitlines()
-    if output.output_type == "stream" and len(lines) > TEXT_LINES_MAX:
+    kept, rows = [], 0
+    for line in lines:
+        rows += max(1, -(-len(line) // slides.CODE_CHARS))
+        if rows > TEXT_LINES_MAX - 1:
+            break
+        kept.append(line)
+    if len(kept) < len(lines):
         output = copy.deepcopy(output)
-        output.text = "\n".join(lines[:TEXT_LINES_MAX - 1] + [
-            f"… {len(lines) - TEXT_LINES_MAX + 1} more lines: see the notebook"]) + "\n"
+        output.text = "\n".join(kept + [f"… {len(lines) - len(kept)} more lines: see the notebook"]) + "\n"
     return output
+
+
+def markdown_pieces(output: nbformat.NotebookNode, budget: int = 560) -> list[nbformat.NotebookNode]:
+    """Markdown output taller than ``budget`` as several outputs: whole blocks, and tables as groups of whole rows,
+    each group with the table's header."""
+    text = output.get("data", {}).get("text/markdown", "")
+    if not text or slides.text_px(text) <= budget // 2:
+        return [output]
+    chunks: list[tuple[str, int]] = []
+    for block in slides._blocks(text):
+        lines = block.splitlines()
+        if len(lines) < 3 or not all(line.lstrip().startswith("|") for line in lines):
+            chunks.append((block, slides.block_px(block)))
+            continue
+        header = lines[:2]
+        table = [[c.strip() for c in row.strip().strip("|").split("|")] for row in lines if not re.match(
+            r"\s*\|[\s:|-]+\|\s*$", row)]
+        widest = [max(len(r[i]) if i < len(r) else 0 for r in table) for i in range(len(table[0]))]
+        # an automatic table layout gives each column about its share of the widest contents (20 px text)
+        chars = [max(10, int(TABLE_CHARS * w / max(1, sum(widest)))) for w in widest]
+
+        def row_px(row: str) -> int:
+            cells = [c.strip() for c in row.strip().strip("|").split("|")]
+            return max(-(-len(c) // n) for c, n in zip(cells, chars)) * TABLE_LINE_PX + 14
+
+        rows, used = [], row_px(header[0])
+        for row in lines[2:]:
+            if rows and used + row_px(row) > budget:
+                chunks.append(("\n".join(header + rows), used))
+                rows, used = [], row_px(header[0])
+            rows.append(row)
+            used += row_px(row)
+        chunks.append(("\n".join(header + rows), used))
+    pieces: list[list[str]] = [[]]
+    sizes = [0]
+    for chunk, px in chunks:
+        if pieces[-1] and sizes[-1] + px > budget:
+            pieces.append([])
+            sizes.append(0)
+        pieces[-1].append(chunk)
+        sizes[-1] += px
+    out = []
+    for piece, px in zip(pieces, sizes):
+        part = copy.deepcopy(output)
+        part.data = {"text/markdown": "\n\n".join(piece)}
+        part.metadata["slides_px"] = px  # read by output_px
+        out.append(part)
+    return out
+
+
+def merged(outputs: list) -> list:
+    """Consecutive chunks of the same stream as one output (as JupyterLab shows them)."""
+    out: list = []
+    for output in outputs:
+        if output.output_type == "stream" and out and out[-1].output_type == "stream" and out[-1].name == output.name:
+            out[-1] = copy.deepcopy(out[-1])
+            out[-1].text += output.text
+        else:
+            out += markdown_pieces(output)
+    return out
 
 
 # ---- the deck ---------------------------------------------------------------------------------------------------
@@ -125,22 +208,22 @@ def code_notes(cell: nbformat.NotebookNode, seconds: float | None, mode: str) ->
 
 
 def split_outputs(cell: nbformat.NotebookNode, top_px: int) -> list[list[nbformat.NotebookNode]]:
-    """The cell's outputs grouped by slide: the first group shares the slide with the code (``top_px`` high)."""
+    """The cell's outputs grouped by slide: the first group shares the slide with the code (``top_px`` high) and
+    may be empty; an output that does not fit where it is starts a sub-slide of its own."""
     groups: list[list] = [[]]
     used = top_px
-    for output in cell.get("outputs", []):
-        if output.output_type == "stream" and output.name == "stderr" and not output.text.strip():
+    for output in merged(cell.get("outputs", [])):
+        if output.output_type == "stream" and not output.text.strip():
             continue
         output = trim_text(output) if output.output_type == "stream" else output
         px, flexible = output_px(output)
-        need = min(px, IMAGE_MIN_PX) if flexible else px
-        if groups[-1] and used + need > slides.SLIDE_PX or (flexible and top_px > 0 and used + min(px, 560) >
-                                                                 slides.SLIDE_PX and not groups[-1] and len(groups) == 1):
+        need = int(min(px, FIGURE_MAX_PX) * FIGURE_KEEP) if flexible else px
+        if used + need > slides.SLIDE_PX and (groups[-1] or len(groups) == 1):
             groups.append([])
             used = 0
         groups[-1].append(output)
-        used += min(px, 560) if flexible else px
-    return [g for g in groups if g] or [[]]
+        used += min(px, FIGURE_MAX_PX) if flexible else px
+    return [groups[0]] + [g for g in groups[1:] if g]
 
 
 def deck(nb: nbformat.NotebookNode, seconds: dict[int, float], mode: str) -> nbformat.NotebookNode:
@@ -172,6 +255,7 @@ def deck(nb: nbformat.NotebookNode, seconds: dict[int, float], mode: str) -> nbf
             add(new_markdown_cell(code_notes(cell, seconds.get(i), mode)), "notes")
             for group in groups[1:]:
                 rest = copy.deepcopy(cell)
+                rest.id = generate_corpus_id()
                 rest.metadata["transient"] = {"remove_source": True}
                 rest.outputs = group
                 add(rest, "subslide")
@@ -243,10 +327,14 @@ def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, st
     elif env is not None:
         start = time.perf_counter()
         cells: dict[int, float] = {}
+        notebook.cells.insert(0, new_code_cell(KERNEL_SETUP))
         try:
             execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem, seconds=cells)
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
             summary["failed"] = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        finally:
+            notebook.cells.pop(0)
+            cells = {k - 1: v for k, v in cells.items() if k}
         summary["seconds"] = time.perf_counter() - start
         summary["cells"] = {str(k): v for k, v in cells.items()}
         summary["mode"], summary["key"] = mode, key

@@ -220,11 +220,16 @@ def markdown_px(source: str) -> int:
     return sum(block_px(b) for b in _blocks(part.text))
 
 
+def text_px(text: str) -> int:
+    """Height of monospaced text as the slide wraps it."""
+    return sum(max(1, math.ceil(len(line) / CODE_CHARS)) for line in text.splitlines()) * CODE_LINE_PX
+
+
 def code_px(source: str) -> int:
-    lines = source.splitlines()
-    if len(lines) > CODE_MAX:
-        return CODE_LINE_PX + 20  # folded to one line
-    return sum(max(1, math.ceil(len(line) / CODE_CHARS)) for line in lines) * CODE_LINE_PX + 20
+    """Height of a code cell's input on a slide (folded to one line when longer than ``CODE_MAX`` lines)."""
+    if len(source.splitlines()) > CODE_MAX:
+        return CODE_LINE_PX + 20
+    return text_px(source) + 20
 
 
 # ---- the rules ---------------------------------------------------------------------------------------------------
