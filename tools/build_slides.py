@@ -26,6 +26,7 @@ import copy
 import hashlib
 import html
 import json
+import os
 import re
 import struct
 import sys
@@ -66,6 +67,9 @@ def _larger(self, size, _set=_set_size):
     _set(self, size * {FIGURE_TEXT_SCALE} if isinstance(size, (int, float)) else size)
 _FP.set_size = _larger
 """
+
+# Run last: the kernel's CPU time (user + system), which a busy machine stretches far less than the wall clock.
+KERNEL_CPU = "import resource as _r; _u = _r.getrusage(_r.RUSAGE_SELF); print(round(_u.ru_utime + _u.ru_stime, 1))"
 
 
 # ---- sizes ------------------------------------------------------------------------------------------------------
@@ -197,7 +201,9 @@ def code_notes(cell: nbformat.NotebookNode, seconds: float | None, mode: str) ->
     if seconds is not None and seconds >= SLOW_SECONDS:
         notes.append(f"Too slow to wait for in front of the room ({seconds:.0f} s here): run the notebook before the "
                      "lecture (Run All, then start the slideshow) and present this result; re-run it live only while "
-                     "you talk through the slide before. Fast mode (`CNN_FAST=1 make lab`) is the quick setting.")
+                     "you talk through the slide before.")
+        if "fast" not in mode:
+            notes.append("Fast mode (`CNN_FAST=1 make lab`) runs it with smaller images and fewer steps.")
     if "widgets." in cell.source:
         notes.append("A widget: it reacts only with a running kernel (RISE in `make lab`); here it shows the state "
                      "it was saved with.")
@@ -279,7 +285,15 @@ def add_pacing(nb: nbformat.NotebookNode) -> None:
         content = [c for c in block if c.metadata["slideshow"]["slide_type"] != "notes"]
         minute = LECTURE_MINUTES * n / total
         head = f"Slide {n + 1} of {total}, about minute {minute:.0f} of {LECTURE_MINUTES}."
-        cells += content + [new_markdown_cell("\n\n".join([head, *notes]),
+        following = nb.cells[end] if end < len(nb.cells) else None
+        cue = []
+        if following is not None:
+            what = "live cell" if following.cell_type == "code" and "remove_source" not in following.metadata.get(
+                "transient", {}) else ("its result" if following.cell_type == "code" else "")
+            line = first_line(following.source).lstrip("#").strip()[:80] if following.cell_type == "markdown" else ""
+            cue = [f"Next: {what or line}" + (f" (`{first_line(following.source)[:60]}`)" if what == "live cell"
+                                              else "") + "."]
+        cells += content + [new_markdown_cell("\n\n".join([head, *notes, *cue]),
                                               metadata={"slideshow": {"slide_type": "notes"}})]
     nb.cells = cells
 
@@ -328,13 +342,16 @@ def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, st
         start = time.perf_counter()
         cells: dict[int, float] = {}
         notebook.cells.insert(0, new_code_cell(KERNEL_SETUP))
+        notebook.cells.append(new_code_cell(KERNEL_CPU))
+        summary["load"] = round(os.getloadavg()[0], 1)  # a loaded machine stretches the wall-clock time
         try:
             execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem, seconds=cells)
+            summary["cpu_seconds"] = json.loads(notebook.cells[-1].outputs[0].text)
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
             summary["failed"] = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         finally:
-            notebook.cells.pop(0)
-            cells = {k - 1: v for k, v in cells.items() if k}
+            notebook.cells = notebook.cells[1:-1]
+            cells = {k - 1: v for k, v in cells.items() if 0 < k <= len(notebook.cells)}
         summary["seconds"] = time.perf_counter() - start
         summary["cells"] = {str(k): v for k, v in cells.items()}
         summary["mode"], summary["key"] = mode, key
@@ -373,6 +390,24 @@ Run All, then the slideshow (Alt+R).</p>
     return index
 
 
+def write_times(out: Path, summaries: list[dict], mode: str) -> Path:
+    """``times.md``: how long each notebook ran, as a Markdown table for the README's lecture-mode section."""
+    rows = ["| notebook | slides | run (wall clock) | kernel CPU | slowest cell | cells over 10 s |",
+            "|---|---|---|---|---|---|"]
+    for s in summaries:
+        cells = sorted(s.get("cells", {}).values(), reverse=True)
+        rows.append(f"| `{s['stem']}` | {s['slides']} | {s['seconds']:.0f} s | {s.get('cpu_seconds', 0):.0f} s | "
+                    f"{cells[0] if cells else 0:.0f} s | {sum(c >= SLOW_SECONDS for c in cells)} |")
+    total = sum(s["seconds"] for s in summaries)
+    rows.append(f"| all | {sum(s['slides'] for s in summaries)} | {total / 60:.0f} min | "
+                f"{sum(s.get('cpu_seconds', 0) for s in summaries) / 60:.0f} min | | |")
+    loads = [s.get("load") for s in summaries if s.get("load") is not None]
+    note = f"\n{mode}; load average at the start of each notebook {min(loads)}–{max(loads)}.\n" if loads else "\n"
+    path = out / "times.md"
+    path.write_text("\n".join(rows) + "\n" + note, encoding="utf-8")
+    return path
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
@@ -396,11 +431,12 @@ def main(argv: list[str]) -> int:
     summaries = []
     for path in paths:
         summary = render(path, args.out, exporter, env=env, reuse=args.reuse, mode=mode)
-        print(f"{path.name}: {summary['slides']} slides ({summary['seconds']:.1f} s)"
+        print(f"{path.name}: {summary['slides']} slides ({summary['seconds']:.1f} s, kernel CPU "
+              f"{summary.get('cpu_seconds', 0):.0f} s, load {summary.get('load', 0)})"
               f"{'  FAILED: ' + summary['failed'] if summary['failed'] else ''}", flush=True)
         summaries.append(summary)
     shown_mode = "not executed" if env is None else f"executed in {mode}"
-    print(f"wrote {write_index(args.out, summaries, shown_mode)}")
+    print(f"wrote {write_index(args.out, summaries, shown_mode)} and {write_times(args.out, summaries, shown_mode)}")
     print(f"total {sum(s['seconds'] for s in summaries):.1f} s")
     failed = [s["stem"] for s in summaries if s["failed"]]
     if failed:
