@@ -115,3 +115,11 @@ def test_the_site_index_links_every_deck(tmp_path):
     assert build_site.main(["--no-execute", "--out", str(tmp_path / "site")]) == 0
     index = (tmp_path / "site" / "index.html").read_text()
     assert re.findall(r'href="\.\./slides/([^"]+)\.slides\.html"', index) == [p.stem for p in NOTEBOOKS]
+
+
+def test_lists_and_tables_are_never_cut_into_sentences():
+    table = "| a | b |\n|---|---|\n" + "".join(f"| row {i} | {'x' * 80} |\n" for i in range(30))
+    items = "".join(f"* **item {i}.** {'Some words here. ' * 6}\n" for i in range(12))
+    for body in (table, items):
+        parts = slides.markdown_parts("### Heading\n\n" + body, "subslide")
+        assert parts[0].text == "### Heading" and parts[-1].kind == "notes" and parts[-1].text.strip() == body.strip()

@@ -237,9 +237,14 @@ def deck(nb: nbformat.NotebookNode, seconds: dict[int, float], mode: str) -> nbf
     out = copy.deepcopy(nb)
     out.cells = []
 
-    def add(cell: nbformat.NotebookNode, kind: str) -> None:
+    above = [0]  # estimated height of what the current slide shows so far
+
+    def add(cell: nbformat.NotebookNode, kind: str, px: int = 0) -> None:
         cell.metadata["slideshow"] = {"slide_type": kind}
         out.cells.append(cell)
+        if kind in ("slide", "subslide"):
+            above[0] = 0
+        above[0] += px
 
     for i, cell in enumerate(nb.cells):
         kind = cell.metadata.get("slideshow", {}).get("slide_type", "-")
@@ -249,15 +254,17 @@ def deck(nb: nbformat.NotebookNode, seconds: dict[int, float], mode: str) -> nbf
             add(copy.deepcopy(cell), "notes")
         elif cell.cell_type == "markdown":
             for part in slides.markdown_parts(cell.source, kind, first=i == 0):
-                add(new_markdown_cell(part.text), part.kind)
+                add(new_markdown_cell(part.text), part.kind,
+                    0 if part.kind == "notes" else sum(map(slides.block_px, slides._blocks(part.text))))
         elif cell.cell_type == "code":
             code = copy.deepcopy(cell)
             lines = len(cell.source.splitlines())
             if lines > slides.CODE_MAX:
                 code.metadata["slides"] = {"fold": f"▸ {first_line(cell.source)[:70]} … ({lines} lines of code)"}
-            groups = split_outputs(cell, slides.code_px(cell.source))
+            shared = above[0] if kind in ("-", "fragment") else 0  # Markdown above it on the same slide
+            groups = split_outputs(cell, shared + slides.code_px(cell.source))
             code.outputs = groups[0]
-            add(code, kind)
+            add(code, kind, slides.code_px(cell.source) + sum(output_px(o)[0] for o in groups[0]))
             add(new_markdown_cell(code_notes(cell, seconds.get(i), mode)), "notes")
             for group in groups[1:]:
                 rest = copy.deepcopy(cell)

@@ -152,6 +152,11 @@ def _sections(source: str) -> list[tuple[int, list[str]]]:
     return sections
 
 
+def is_paragraph(block: str) -> bool:
+    """Plain prose: not a list, quote, table, heading, formula block or code."""
+    return not re.match(r"\s*([*+-]|\d+\.)\s|\s*[>|#]|\s*```|\s*\$\$", block)
+
+
 def _first_sentences(block: str, budget: int) -> str:
     """The opening sentences of a prose block that fit ``budget`` pixels, with an ellipsis."""
     sentences = re.split(r"(?<=[.!?:])\s+(?=[A-Z*(`])", " ".join(line.strip() for line in block.splitlines()))
@@ -199,7 +204,7 @@ def markdown_parts(source: str, kind: str, *, first: bool = False) -> list[Part]
                     not shown and re.match(r"#{1,6}\s", block))):
                 shown.append(block)
                 used += px
-            elif len(shown) <= 1 and not notes:  # the opening paragraph alone is too long: its first sentences
+            elif len(shown) <= 1 and not notes and is_paragraph(block):  # too long alone: its first sentences
                 shown.append(_first_sentences(block, budget - used))
                 used = budget
                 notes.append(block)
