@@ -119,7 +119,12 @@ def test_the_site_index_links_every_deck(tmp_path):
 
 def test_lists_and_tables_are_never_cut_into_sentences():
     table = "| a | b |\n|---|---|\n" + "".join(f"| row {i} | {'x' * 80} |\n" for i in range(30))
-    items = "".join(f"* **item {i}.** {'Some words here. ' * 6}\n" for i in range(12))
-    for body in (table, items):
-        parts = slides.markdown_parts("### Heading\n\n" + body, "subslide")
-        assert parts[0].text == "### Heading" and parts[-1].kind == "notes" and parts[-1].text.strip() == body.strip()
+    parts = slides.markdown_parts("### Heading\n\n" + table, "subslide")
+    assert parts[0].text == "### Heading" and parts[-1].kind == "notes" and parts[-1].text.strip() == table.strip()
+    items = "".join(f"* **item {i}.** {'Some words here. ' * 6}\n" for i in range(12)).strip()
+    parts = slides.markdown_parts("### Heading\n\n" + items, "subslide")
+    shown, notes = parts[0].text.split("\n\n")[1], parts[-1].text
+    assert shown.startswith("* **item 0.**") and notes.startswith("* **item") and shown + "\n" + notes == items
+    small = "| a | b |\n|---|---|\n| 1 | 2 |"
+    parts = slides.markdown_parts("### Heading\n\n" + "Words. " * 120 + "\n\n" + small, "subslide")
+    assert ("subslide", small) in [(p.kind, p.text) for p in parts], "a table that fits gets a slide of its own"

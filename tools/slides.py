@@ -152,6 +152,21 @@ def _sections(source: str) -> list[tuple[int, list[str]]]:
     return sections
 
 
+def is_list(block: str) -> bool:
+    return bool(re.match(r"\s*([*+-]|\d+\.)\s", block))
+
+
+def _items(block: str) -> list[str]:
+    """The items of a Markdown list block, each with its continuation lines."""
+    items: list[str] = []
+    for line in block.splitlines():
+        if re.match(r"([*+-]|\d+\.)\s", line) or not items:
+            items.append(line)
+        else:
+            items[-1] += "\n" + line
+    return items
+
+
 def is_paragraph(block: str) -> bool:
     """Plain prose: not a list, quote, table, heading, formula block or code."""
     return not re.match(r"\s*([*+-]|\d+\.)\s|\s*[>|#]|\s*```|\s*\$\$", block)
@@ -183,7 +198,7 @@ def markdown_parts(source: str, kind: str, *, first: bool = False) -> list[Part]
     for n, (level, blocks) in enumerate(_sections(source)):
         part_kind = kind if n == 0 else ("slide" if level <= 2 else "subslide")
         budget = TITLE_BUDGET_PX if first and n == 0 else PROSE_BUDGET_PX
-        shown, notes, quote, used = [], [], [], 0
+        shown, notes, quote, tables, used = [], [], [], [], 0
         i = 0
         while i < len(blocks):
             block = blocks[i]
@@ -208,12 +223,22 @@ def markdown_parts(source: str, kind: str, *, first: bool = False) -> list[Part]
                 shown.append(_first_sentences(block, budget - used))
                 used = budget
                 notes.append(block)
+            elif len(shown) <= 1 and not notes and is_list(block):  # the list items that fit; the rest: notes
+                items = _items(block)
+                fit = [item for n, item in enumerate(items) if block_px("\n".join(items[:n + 1])) + used <= budget]
+                if fit:
+                    shown.append("\n".join(fit))
+                    used = budget
+                notes.append("\n".join(items[len(fit):]))
+            elif block.lstrip().startswith("|") and block_px(block) <= SLIDE_PX - HEADING_PX:
+                tables.append(block)  # a table that fits a slide of its own gets one
             else:
                 notes.append(block)
             i += 1
         parts.append(Part(part_kind, "\n\n".join(shown)))
         if quote:
             parts.append(Part("subslide", "\n\n".join(quote)))
+        parts += [Part("subslide", table) for table in tables]
         if notes:
             parts.append(Part("notes", "\n\n".join(notes)))
     return [p for p in parts if p.text.strip() or p.kind != "notes"]
