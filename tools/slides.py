@@ -215,8 +215,8 @@ def markdown_parts(source: str, kind: str, *, first: bool = False) -> list[Part]
                 shown.append(block)
             elif quote and block_px(block) + sum(map(block_px, quote)) <= PROSE_BUDGET_PX:
                 quote.append(block)  # what the text says after the quote belongs with the claim
-            elif not quote and ((px := block_px(block)) + used <= budget or (
-                    not shown and re.match(r"#{1,6}\s", block))):
+            elif not quote and not notes and ((px := block_px(block)) + used <= budget or (
+                    not shown and re.match(r"#{1,6}\s", block))):  # in order: after a cut, all goes to the notes
                 shown.append(block)
                 used += px
             elif len(shown) <= 1 and not notes and is_paragraph(block):  # too long alone: its first sentences
