@@ -70,13 +70,14 @@ notebooks: install
 # Offline and fast like the tests; FULL=1 full mode, SOLUTIONS=0 the student site, ONLINE=1 allows downloads.
 site: install
 	$(BIN)/python tools/build_site.py $(if $(FULL),--full,) $(if $(filter 0,$(SOLUTIONS)),--student,) \
-		$(if $(filter 1,$(ONLINE)),--online,) $(SITE_ARGS)
+		$(if $(filter 1,$(ONLINE)),--online,) $(if $(filter 1,$(FRESH)),--fresh,) $(SITE_ARGS)
 
 # ---- lecture mode: slides (tools/build_slides.py, structure from tools/slides.py) ----
-# Offline and fast like the site; FULL=1 full mode, ONLINE=1 allows downloads, REUSE=1 re-renders a current last run.
+# Offline and fast like the site; FULL=1 full mode, ONLINE=1 allows downloads. A notebook whose run `make test` kept
+# is not executed again while that run is current (tools/nbcache.py); FRESH=1 executes every notebook anyway.
 slides: install
 	$(BIN)/python tools/build_slides.py $(if $(FULL),--full,) $(if $(filter 1,$(ONLINE)),--online,) \
-		$(if $(filter 1,$(REUSE)),--reuse,) $(SLIDES_ARGS)
+		$(if $(filter 1,$(FRESH)),--fresh,) $(SLIDES_ARGS)
 
 # Write the notebooks' slide metadata by the rules (after editing a notebook; tests/test_slides.py checks it).
 slides-metadata: install

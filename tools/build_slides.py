@@ -1,320 +1,36 @@
 """Execute the notebooks and write each as reveal.js slides for a 1280 x 720 projector, working offline.
 
-    python tools/build_slides.py [--full] [--online] [--no-execute | --reuse] [--out DIR] [notebooks/NN_x.ipynb ...]
+    python tools/build_slides.py [--full] [--online] [--no-execute | --fresh] [--out DIR] [notebooks/NN_x.ipynb ...]
 
-Writes ``build/slides/<NN_topic>.slides.html`` (and ``index.html``). Execution is the site's (tools/build_site.py):
-fast mode, offline, the network blocked; ``--full`` full mode, ``--online`` downloads allowed. The executed
-notebooks are kept in ``build/slides/executed/`` with each cell's seconds; ``--reuse`` re-renders such a run
-instead of executing again while it is current (same notebook code, same ``cnn_helpers``, same mode). reveal.js, MathJax and the widget renderer are copied into ``assets/`` (tools/site_assets.py).
+Writes ``build/slides/<NN_topic>.slides.html``, ``index.html`` and ``times.md`` (how long each notebook ran).
+Execution is the site's (tools/build_site.py): fast mode, offline, the network blocked; ``--full`` full mode,
+``--online`` downloads allowed. A notebook whose current run is kept (tools/nbcache.py: ``make test`` keeps every
+notebook that passed) is not executed again unless ``--fresh``. reveal.js, MathJax and the widget renderer are
+copied into ``assets/`` (tools/site_assets.py), so the slides work opened from disk without a network.
 
-The slide structure is the notebook's own ``slideshow`` metadata (tools/slides.py writes and checks it; RISE reads
-the same); a notebook whose metadata disagrees with the rules is refused. On top, for the projector only:
-- a Markdown cell shows its heading and opening paragraph; the lecture notes' quote gets a sub-slide; the rest
-  of the prose becomes the slide's speaker notes (``markdown_parts``);
-- a code cell longer than ``CODE_MAX`` lines is folded to one line (click to open);
-- outputs that do not fit under their code move to a sub-slide of their own; figures are scaled to the slide;
-- every slide gets speaker notes: where it sits in a 45-minute lecture, the prose cut from the slide, and for
-  a live cell how long it ran in this build and what to do if it is slow. Numbers come from this build's own
-  run, so the notes cannot go stale.
+The slide structure is the notebook's own ``slideshow`` metadata (tools/slides.py); a notebook whose metadata
+disagrees with the rules is refused. What a slide shows of each cell is decided in tools/slide_deck.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import copy
-import hashlib
 import html
-import json
-import os
-import re
-import struct
 import sys
-import time
 from pathlib import Path
 
 import nbformat
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import SlidesExporter
-from nbformat.corpus.words import generate_corpus_id
-from nbformat.v4 import new_code_cell, new_markdown_cell
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nbcache  # noqa: E402
 import slides  # noqa: E402
 from build_site import COURSE, site_environment, title_and_goals  # noqa: E402
-from nbexec import execute  # noqa: E402
 from site_assets import MATHJAX_FONTS, AssetsMissing, install_slides_into  # noqa: E402
-from testenv import ROOT, threads  # noqa: E402
+from slide_deck import SLOW_SECONDS, deck  # noqa: E402
+from testenv import ROOT  # noqa: E402
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "slides_template"
-LECTURE_MINUTES = 45
-SLOW_SECONDS = 10  # a live cell slower than this gets advice in its notes
-TEXT_LINES_MAX = 18  # printed lines a slide shows; the rest is cut with a note
-TABLE_CHARS, TABLE_LINE_PX = 100, 30  # a table's text (20 px): characters across the slide, line height
-FIGURE_MAX_PX = 690  # the tallest a figure can be shown (a slide of its own)
-FIGURE_KEEP = 0.8  # a figure stays under its code only if it is shown at least this fraction of that size there
-
-
-# Run first in the slides' kernel, never shown: figure text 1.25x larger than in the notebook (explicit sizes such as
-# fontsize=8 included), so that labels stay readable when a figure is shown across a projector's 1280 px. (1.4 was
-# tried: it collapsed notebook 07's strip of ten 1.3-inch digit panels, whose titles then left no room for the images.)
-FIGURE_TEXT_SCALE = 1.25
-KERNEL_SETUP = f"""\
-import matplotlib as _mpl
-from matplotlib.font_manager import FontProperties as _FP
-_mpl.rcParams["font.size"] *= {FIGURE_TEXT_SCALE}
-_set_size = _FP.set_size
-def _larger(self, size, _set=_set_size):
-    _set(self, size * {FIGURE_TEXT_SCALE} if isinstance(size, (int, float)) else size)
-_FP.set_size = _larger
-"""
-
-# Run last: the kernel's CPU time (user + system), which a busy machine stretches far less than the wall clock.
-KERNEL_CPU = "import resource as _r; _u = _r.getrusage(_r.RUSAGE_SELF); print(round(_u.ru_utime + _u.ru_stime, 1))"
-
-
-# ---- sizes ------------------------------------------------------------------------------------------------------
-
-def png_size(data: str) -> tuple[int, int]:
-    """(width, height) of a base64 PNG, from its header."""
-    head = base64.b64decode(data[:64])
-    return struct.unpack(">II", head[16:24])
-
-
-def image_px(output: nbformat.NotebookNode) -> int:
-    """Natural height on the slide of a figure (scaled down to the slide's width)."""
-    width, height = png_size(output.data["image/png"])
-    meta = output.get("metadata", {}).get("image/png", {})
-    width, height = meta.get("width", width), meta.get("height", height)
-    return int(height * min(1.0, 1208 / max(width, 1)))
-
-
-def output_px(output: nbformat.NotebookNode) -> tuple[int, bool]:
-    """(estimated height, whether it is a figure that may be scaled down)."""
-    if output.output_type == "stream":
-        return slides.text_px(output.text), False
-    if output.output_type == "error":
-        return slides.text_px("\n".join(output.get("traceback", []))[:2000]), False
-    data = output.get("data", {})
-    if "application/vnd.jupyter.widget-view+json" in data:
-        return 480, False
-    if "image/png" in data:
-        return image_px(output), True
-    if "text/html" in data:
-        return data["text/html"].count("<tr") * 36 + 20, False
-    if "slides_px" in output.get("metadata", {}):
-        return output.metadata["slides_px"], False
-    if "text/markdown" in data:
-        return sum(slides.block_px(b) for b in slides._blocks(data["text/markdown"])) + 20, False
-    return slides.text_px(data.get("text/plain", "")), False
-
-
-def trim_text(output: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A stream output cut to ``TEXT_LINES_MAX`` lines as the slide wraps them, saying how many more there are."""
-    lines = output.text.splitlines()
-    kept, rows = [], 0
-    for line in lines:
-        rows += max(1, -(-len(line) // slides.CODE_CHARS))
-        if rows > TEXT_LINES_MAX - 1:
-            break
-        kept.append(line)
-    if len(kept) < len(lines):
-        output = copy.deepcopy(output)
-        output.text = "\n".join(kept + [f"… {len(lines) - len(kept)} more lines: see the notebook"]) + "\n"
-    return output
-
-
-def markdown_pieces(output: nbformat.NotebookNode, budget: int = 560) -> list[nbformat.NotebookNode]:
-    """Markdown output taller than ``budget`` as several outputs: whole blocks, and tables as groups of whole rows,
-    each group with the table's header."""
-    text = output.get("data", {}).get("text/markdown", "")
-    if not text or slides.text_px(text) <= budget // 2:
-        return [output]
-    chunks: list[tuple[str, int]] = []
-    for block in slides._blocks(text):
-        lines = block.splitlines()
-        if len(lines) < 3 or not all(line.lstrip().startswith("|") for line in lines):
-            chunks.append((block, slides.block_px(block)))
-            continue
-        header = lines[:2]
-        table = [[c.strip() for c in row.strip().strip("|").split("|")] for row in lines if not re.match(
-            r"\s*\|[\s:|-]+\|\s*$", row)]
-        widest = [max(len(r[i]) if i < len(r) else 0 for r in table) for i in range(len(table[0]))]
-        # an automatic table layout gives each column about its share of the widest contents (20 px text)
-        chars = [max(10, int(TABLE_CHARS * w / max(1, sum(widest)))) for w in widest]
-
-        def row_px(row: str) -> int:
-            cells = [c.strip() for c in row.strip().strip("|").split("|")]
-            return max(-(-len(c) // n) for c, n in zip(cells, chars)) * TABLE_LINE_PX + 14
-
-        rows, used = [], row_px(header[0])
-        for row in lines[2:]:
-            if rows and used + row_px(row) > budget:
-                chunks.append(("\n".join(header + rows), used))
-                rows, used = [], row_px(header[0])
-            rows.append(row)
-            used += row_px(row)
-        chunks.append(("\n".join(header + rows), used))
-    pieces: list[list[str]] = [[]]
-    sizes = [0]
-    for chunk, px in chunks:
-        if pieces[-1] and sizes[-1] + px > budget:
-            pieces.append([])
-            sizes.append(0)
-        pieces[-1].append(chunk)
-        sizes[-1] += px
-    out = []
-    for piece, px in zip(pieces, sizes):
-        part = copy.deepcopy(output)
-        part.data = {"text/markdown": "\n\n".join(piece)}
-        part.metadata["slides_px"] = px  # read by output_px
-        out.append(part)
-    return out
-
-
-def merged(outputs: list) -> list:
-    """Consecutive chunks of the same stream as one output (as JupyterLab shows them)."""
-    out: list = []
-    for output in outputs:
-        if output.output_type == "stream" and out and out[-1].output_type == "stream" and out[-1].name == output.name:
-            out[-1] = copy.deepcopy(out[-1])
-            out[-1].text += output.text
-        else:
-            out += markdown_pieces(output)
-    return out
-
-
-# ---- the deck ---------------------------------------------------------------------------------------------------
-
-def first_line(source: str) -> str:
-    return next((line.strip() for line in source.splitlines() if line.strip()), "")
-
-
-def code_notes(cell: nbformat.NotebookNode, seconds: float | None, mode: str) -> str:
-    lines = len(cell.source.splitlines())
-    notes = []
-    if seconds is not None:
-        notes.append(f"Live cell ({lines} lines): it ran in {seconds:.1f} s when these slides were built ({mode}).")
-    else:
-        notes.append(f"Live cell ({lines} lines).")
-    if lines > slides.CODE_MAX:
-        notes.append("The code is folded on the slide: click its first line to open it, or show it in JupyterLab.")
-    if seconds is not None and seconds >= SLOW_SECONDS:
-        notes.append(f"Too slow to wait for in front of the room ({seconds:.0f} s here): run the notebook before the "
-                     "lecture (Run All, then start the slideshow) and present this result; re-run it live only while "
-                     "you talk through the slide before.")
-        if "fast" not in mode:
-            notes.append("Fast mode (`CNN_FAST=1 make lab`) runs it with smaller images and fewer steps.")
-    if "widgets." in cell.source:
-        notes.append("A widget: it reacts only with a running kernel (RISE in `make lab`); here it shows the state "
-                     "it was saved with.")
-    printed = [o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stdout"]
-    if printed and (line := first_line("".join(printed))):
-        notes.append(f"Its printed numbers are on the slide (this build: “{line[:120]}”).")
-    return " ".join(notes)
-
-
-def split_outputs(cell: nbformat.NotebookNode, top_px: int) -> list[list[nbformat.NotebookNode]]:
-    """The cell's outputs grouped by slide: the first group shares the slide with the code (``top_px`` high) and
-    may be empty; an output that does not fit where it is starts a sub-slide of its own."""
-    groups: list[list] = [[]]
-    used = top_px
-    for output in merged(cell.get("outputs", [])):
-        if output.output_type == "stream" and not output.text.strip():
-            continue
-        output = trim_text(output) if output.output_type == "stream" else output
-        px, flexible = output_px(output)
-        need = int(min(px, FIGURE_MAX_PX) * FIGURE_KEEP) if flexible else px
-        if used + need > slides.SLIDE_PX and (groups[-1] or len(groups) == 1):
-            groups.append([])
-            used = 0
-        groups[-1].append(output)
-        used += min(px, FIGURE_MAX_PX) if flexible else px
-    return [groups[0]] + [g for g in groups[1:] if g]
-
-
-def deck(nb: nbformat.NotebookNode, seconds: dict[int, float], mode: str) -> nbformat.NotebookNode:
-    """The notebook as the static slides show it (see the module docstring)."""
-    out = copy.deepcopy(nb)
-    out.cells = []
-
-    above = [0]  # estimated height of what the current slide shows so far
-
-    def add(cell: nbformat.NotebookNode, kind: str, px: int = 0) -> None:
-        cell.metadata["slideshow"] = {"slide_type": kind}
-        out.cells.append(cell)
-        if kind in ("slide", "subslide"):
-            above[0] = 0
-        above[0] += px
-
-    for i, cell in enumerate(nb.cells):
-        kind = cell.metadata.get("slideshow", {}).get("slide_type", "-")
-        if kind == "skip" or (not out.cells and kind in ("-", "fragment", "notes")):
-            continue
-        if kind == "notes":
-            add(copy.deepcopy(cell), "notes")
-        elif cell.cell_type == "markdown":
-            for part in slides.markdown_parts(cell.source, kind, first=i == 0):
-                add(new_markdown_cell(part.text), part.kind,
-                    0 if part.kind == "notes" else sum(map(slides.block_px, slides._blocks(part.text))))
-        elif cell.cell_type == "code":
-            code = copy.deepcopy(cell)
-            lines = len(cell.source.splitlines())
-            if lines > slides.CODE_MAX:
-                code.metadata["slides"] = {"fold": f"▸ {first_line(cell.source)[:70]} … ({lines} lines of code)"}
-            shared = above[0] if kind in ("-", "fragment") else 0  # Markdown above it on the same slide
-            groups = split_outputs(cell, shared + slides.code_px(cell.source))
-            code.outputs = groups[0]
-            add(code, kind, slides.code_px(cell.source) + sum(output_px(o)[0] for o in groups[0]))
-            add(new_markdown_cell(code_notes(cell, seconds.get(i), mode)), "notes")
-            for group in groups[1:]:
-                rest = copy.deepcopy(cell)
-                rest.id = generate_corpus_id()
-                rest.metadata["transient"] = {"remove_source": True}
-                rest.outputs = group
-                add(rest, "subslide")
-                add(new_markdown_cell(f"The result of the live cell before (`{first_line(cell.source)[:60]}`)."),
-                    "notes")
-    add_pacing(out)
-    return out
-
-
-def add_pacing(nb: nbformat.NotebookNode) -> None:
-    """Start every slide's notes with where it sits in a 45-minute lecture; merge a slide's notes into one cell."""
-    slides_at = [i for i, c in enumerate(nb.cells) if c.metadata["slideshow"]["slide_type"] in ("slide", "subslide")]
-    if not slides_at or slides_at[0] != 0:
-        slides_at = [0] + slides_at
-    total = len(slides_at)
-    cells = []
-    for n, start in enumerate(slides_at):
-        end = slides_at[n + 1] if n + 1 < total else len(nb.cells)
-        block = nb.cells[start:end]
-        notes = [c.source for c in block if c.metadata["slideshow"]["slide_type"] == "notes"]
-        content = [c for c in block if c.metadata["slideshow"]["slide_type"] != "notes"]
-        minute = LECTURE_MINUTES * n / total
-        head = f"Slide {n + 1} of {total}, about minute {minute:.0f} of {LECTURE_MINUTES}."
-        following = nb.cells[end] if end < len(nb.cells) else None
-        cue = []
-        if following is not None:
-            what = "live cell" if following.cell_type == "code" and "remove_source" not in following.metadata.get(
-                "transient", {}) else ("its result" if following.cell_type == "code" else "")
-            line = first_line(following.source).lstrip("#").strip()[:80] if following.cell_type == "markdown" else ""
-            cue = [f"Next: {what or line}" + (f" (`{first_line(following.source)[:60]}`)" if what == "live cell"
-                                              else "") + "."]
-        cells += content + [new_markdown_cell("\n\n".join([head, *notes, *cue]),
-                                              metadata={"slideshow": {"slide_type": "notes"}})]
-    nb.cells = cells
-
-
-def run_key(path: Path, mode: str) -> str:
-    """What an executed copy depends on: the notebook's code cells, every file of the package, the mode."""
-    digest = hashlib.sha256((mode + KERNEL_SETUP).encode())
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        digest.update(cell.source.encode())
-    for file in sorted((ROOT / "cnn_helpers").rglob("*.py")):
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 # ---- writing ----------------------------------------------------------------------------------------------------
@@ -328,67 +44,44 @@ def make_exporter(urls: dict[str, str]) -> SlidesExporter:
     return exporter
 
 
-def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, str] | None, reuse: bool,
-           mode: str) -> dict:
-    """Execute one notebook (or reuse its last run) and write ``out/<stem>.slides.html``; a summary."""
-    executed = out / "executed" / path.name
+def render(path: Path, out: Path, exporter: SlidesExporter, *, env: dict[str, str] | None, fresh: bool) -> dict:
+    """Execute one notebook, or take its current kept run (tools/nbcache.py), and write ``out/<stem>.slides.html``;
+    a summary of the run."""
     notebook = nbformat.read(path, as_version=4)
     wrong = slides.problems(notebook)
     if wrong:
         raise SystemExit(f"{path.name}: slide metadata differs from the rules (run `python tools/slides.py apply`):\n  "
                          + "\n  ".join(wrong[:5]))
-    summary = {"stem": path.stem, "title": title_and_goals(notebook, path.stem)[0], "seconds": 0.0, "failed": "",
-               "cells": {}}
-    key = run_key(path, mode)
-    last = nbformat.read(executed, as_version=4) if reuse and executed.is_file() else None
-    if last is not None and json.loads(last.metadata.get("slides_run", "{}")).get("key") == key:
-        notebook = last
-        summary = json.loads(notebook.metadata["slides_run"])
-        for cell, source in zip(notebook.cells, nbformat.read(path, as_version=4).cells):
-            cell.metadata["slideshow"] = source.metadata["slideshow"]  # the structure as the notebook has it now
-    elif env is not None:
-        start = time.perf_counter()
-        cells: dict[int, float] = {}
-        notebook.cells.insert(0, new_code_cell(KERNEL_SETUP))
-        notebook.cells.append(new_code_cell(KERNEL_CPU))
-        summary["load"] = round(os.getloadavg()[0], 1)  # a loaded machine stretches the wall-clock time
-        try:
-            execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem, seconds=cells)
-            summary["cpu_seconds"] = json.loads(notebook.cells[-1].outputs[0].text)
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
-            summary["failed"] = re.sub(r"\x1b\[[0-9;]*m", "", (str(err).strip().splitlines() or [type(err).__name__])[-1])
-        finally:
-            notebook.cells = notebook.cells[1:-1]
-            cells = {k - 1: v for k, v in cells.items() if 0 < k <= len(notebook.cells)}
-        summary["seconds"] = time.perf_counter() - start
-        summary["cells"] = {str(k): v for k, v in cells.items()}
-        summary["mode"], summary["key"] = mode, key
-        notebook.metadata["slides_run"] = json.dumps(summary)
-        executed.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, executed)
-    seconds = {int(k): v for k, v in summary.get("cells", {}).items()}
-    shown = deck(notebook, seconds, summary.get("mode", mode))
-    shown.metadata["title"] = f"{summary['title']} · {COURSE}"
+    if env is not None:
+        notebook = nbcache.executed_notebook(path, notebook, env=env, reuse=not fresh)
+    run = notebook.metadata.get("course_run", {"mode": "not executed", "seconds": {}})
+    code = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    seconds = {code[int(n)]: s for n, s in run.get("seconds", {}).items() if int(n) < len(code)}
+    shown = deck(notebook, seconds, run["mode"])
+    title = title_and_goals(notebook, path.stem)[0]
+    shown.metadata["title"] = f"{title} · {COURSE}"
     body, _ = exporter.from_notebook_node(shown, resources={"course_mathjax_config": MATHJAX_FONTS})
     (out / f"{path.stem}.slides.html").write_text(body, encoding="utf-8")
-    summary["slides"] = sum(c.metadata["slideshow"]["slide_type"] in ("slide", "subslide") for c in shown.cells) + (
+    count = sum(c.metadata["slideshow"]["slide_type"] in ("slide", "subslide") for c in shown.cells) + (
         shown.cells[0].metadata["slideshow"]["slide_type"] not in ("slide", "subslide"))
-    return summary
+    return {"stem": path.stem, "title": title, "slides": count, "seconds": run.get("wall_seconds") or 0.0,
+            "cpu_seconds": run.get("cpu_seconds"), "load": run.get("load"), "failed": run.get("failed", ""),
+            "reused": run.get("reused", False), "mode": run["mode"], "cells": list(run.get("seconds", {}).values())}
 
 
-def write_index(out: Path, summaries: list[dict], mode: str) -> Path:
+def write_index(out: Path, summaries: list[dict]) -> Path:
     items = "\n".join(
         f'<li><a href="{html.escape(s["stem"])}.slides.html">{html.escape(s["title"])}</a> – {s["slides"]} slides'
-        + (f', ran in {s["seconds"]:.0f} s' if s["seconds"] else "")
+        + (f', {html.escape(s["mode"])}' if s["mode"] else "")
         + (" <strong>(stopped with an error)</strong>" if s["failed"] else "") + "</li>" for s in summaries)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Slides · {html.escape(COURSE)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em;line-height:1.5;color:#222;
 font-size:20px}} li{{margin:.4em 0}}</style></head><body>
 <h1>{html.escape(COURSE)}: slides</h1>
-<p>One deck per notebook, {html.escape(mode)}. Keys: → / Space next, ↓ next sub-slide, Esc overview,
-S speaker notes, F full screen. For live slides with a kernel: <code>make lab</code>, open a notebook,
-Run All, then the slideshow (Alt+R).</p>
+<p>One deck per notebook, for a 1280 × 720 projector. Keys: → or Space next, ↓ next sub-slide, Esc overview,
+S speaker notes (with each cell's run time), F full screen. For live slides with a kernel: <code>make lab</code>,
+open a notebook, Run All, then start the slideshow (Alt+R).</p>
 <ol>
 {items}
 </ol></body></html>
@@ -398,19 +91,19 @@ Run All, then the slideshow (Alt+R).</p>
     return index
 
 
-def write_times(out: Path, summaries: list[dict], mode: str) -> Path:
+def write_times(out: Path, summaries: list[dict]) -> Path:
     """``times.md``: how long each notebook ran, as a Markdown table for the README's lecture-mode section."""
-    rows = ["| notebook | slides | run (wall clock) | kernel CPU | slowest cell | cells over 10 s |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| notebook | slides | mode | run (wall clock) | kernel CPU | slowest cell | cells over 10 s | load |",
+            "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
-        cells = sorted(s.get("cells", {}).values(), reverse=True)
-        rows.append(f"| `{s['stem']}` | {s['slides']} | {s['seconds']:.0f} s | {s.get('cpu_seconds', 0):.0f} s | "
-                    f"{cells[0] if cells else 0:.0f} s | {sum(c >= SLOW_SECONDS for c in cells)} |")
-    total = sum(s["seconds"] for s in summaries)
-    rows.append(f"| all | {sum(s['slides'] for s in summaries)} | {total / 60:.0f} min | "
-                f"{sum(s.get('cpu_seconds', 0) for s in summaries) / 60:.0f} min | | |")
-    loads = [s.get("load") for s in summaries if s.get("load") is not None]
-    note = f"\n{mode}; load average at the start of each notebook {min(loads)}–{max(loads)}.\n" if loads else "\n"
+        cells = sorted(s["cells"], reverse=True)
+        cpu = f"{s['cpu_seconds']:.0f} s" if s["cpu_seconds"] is not None else "?"
+        rows.append(f"| `{s['stem']}` | {s['slides']} | {s['mode']} | {s['seconds']:.0f} s | {cpu} | "
+                    f"{cells[0] if cells else 0:.0f} s | {sum(c >= SLOW_SECONDS for c in cells)} | {s['load']} |")
+    rows.append(f"| all | {sum(s['slides'] for s in summaries)} | | {sum(s['seconds'] for s in summaries) / 60:.1f} min"
+                f" | {sum(s['cpu_seconds'] or 0 for s in summaries) / 60:.1f} min | | | |")
+    note = ("\nWall clock and CPU seconds of the run the slides show (kept from `make test` where it was current); "
+            "load: the machine's load average when that run started.\n")
     path = out / "times.md"
     path.write_text("\n".join(rows) + "\n" + note, encoding="utf-8")
     return path
@@ -422,7 +115,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
     parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
     parser.add_argument("--no-execute", action="store_true", help="the stored notebooks, not executed")
-    parser.add_argument("--reuse", action="store_true", help="re-render the last run in OUT/executed/")
+    parser.add_argument("--fresh", action="store_true", help="execute even where a current run is kept")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -434,21 +127,17 @@ def main(argv: list[str]) -> int:
         return 2
     exporter = make_exporter(urls)
     env = None if args.no_execute else site_environment(full=args.full, online=args.online)
-    mode = (f"{'full' if args.full else 'fast'} mode, {'online' if args.online else 'offline'}, "
-            f"{env['OMP_NUM_THREADS'] if env else threads()} threads")
     summaries = []
     for path in paths:
-        summary = render(path, args.out, exporter, env=env, reuse=args.reuse, mode=mode)
-        print(f"{path.name}: {summary['slides']} slides ({summary['seconds']:.1f} s, kernel CPU "
-              f"{summary.get('cpu_seconds', 0):.0f} s, load {summary.get('load', 0)})"
+        summary = render(path, args.out, exporter, env=env, fresh=args.fresh)
+        how = "kept run of" if summary["reused"] else "ran in"
+        print(f"{path.name}: {summary['slides']} slides ({how} {summary['seconds']:.0f} s, {summary['mode']})"
               f"{'  FAILED: ' + summary['failed'] if summary['failed'] else ''}", flush=True)
         summaries.append(summary)
-    shown_mode = "not executed" if env is None else f"executed in {mode}"
-    print(f"wrote {write_index(args.out, summaries, shown_mode)} and {write_times(args.out, summaries, shown_mode)}")
-    print(f"total {sum(s['seconds'] for s in summaries):.1f} s")
+    print(f"wrote {write_index(args.out, summaries)} and {write_times(args.out, summaries)}")
     failed = [s["stem"] for s in summaries if s["failed"]]
     if failed:
-        print(f"notebooks that stopped with an error (their slides show it): {', '.join(failed)}", file=sys.stderr)
+        print(f"notebooks that stopped with an error (their slides show where): {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

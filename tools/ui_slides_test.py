@@ -1,8 +1,8 @@
 """Lecture mode in a real browser (part of `make test-ui`): the slides of `make slides` on a 1280 x 720 projector,
 and RISE's live slideshow in JupyterLab.
 
-- Every slide of every notebook's deck (``build/slides``, built here with ``--reuse``: notebooks whose last run is
-  current are not executed again) is visited at 1280 x 720 and measured in the DOM: nothing may reach past the
+- Every slide of every notebook's deck (``build/slides``, built here from the runs `make test` kept while they are
+  current, tools/nbcache.py; a notebook without one is executed) is visited at 1280 x 720 and measured in the DOM: nothing may reach past the
   slide's edges or hide in a scrolled box, body text must be at least 20 px, figures at least 160 px high, and
   every slide has speaker notes. A screenshot of each goes to ``build/slides/shots/`` for a person to look at;
   ``shots/report.json`` lists the slides per notebook and what was found. Nothing may be requested from outside
@@ -68,8 +68,8 @@ CURRENT_FITTED = """() => { const s = Reveal.getCurrentSlide();
 
 @pytest.fixture(scope="module")
 def decks() -> list[Path]:
-    """`make slides` (fast, offline), re-rendered from the last run where it is current."""
-    assert build_slides.main(["--reuse", "--out", str(SLIDES)]) == 0
+    """`make slides` (fast, offline), from the runs `make test` kept where they are current."""
+    assert build_slides.main(["--out", str(SLIDES)]) == 0
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True)
     found = sorted(SLIDES.glob("[0-9][0-9]_*.slides.html"))
