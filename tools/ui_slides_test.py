@@ -2,13 +2,14 @@
 and RISE's live slideshow in JupyterLab.
 
 - Every slide of every notebook's deck (``build/slides``, built here from the runs `make test` kept while they are
-  current, tools/nbcache.py; a notebook without one is executed) is visited at 1280 x 720 and measured in the DOM: nothing may reach past the
-  slide's edges or hide in a scrolled box, body text must be at least 20 px, figures at least 160 px high, and
-  every slide has speaker notes. A screenshot of each goes to ``build/slides/shots/`` for a person to look at;
-  ``shots/report.json`` lists the slides per notebook and what was found. Nothing may be requested from outside
-  the machine.
+  current, tools/nbcache.py; a notebook without one is executed) is visited at 1280 x 720, one test per notebook,
+  and measured in the DOM: nothing may reach past the slide's edges or hide in a scrolled box, body text must be at
+  least 20 px, a figure at least 160 px high (or 900 px wide: a strip), and every slide has speaker notes. A
+  screenshot of each goes to ``build/slides/shots/``, twelve to a contact sheet (``<NN_topic>_sheet_K.png``) for a
+  person to look at, with what was measured in ``<NN_topic>.json``. Nothing may be requested from outside the machine.
 - JupyterLab with jupyterlab-rise: notebook 00 runs, the RISE slideshow starts from the notebook, a cell is
-  executed on a slide (its output appears there) and the photo widget reacts on its slide.
+  executed on a slide (its output appears there), and the photo widget reacts on its slide where RISE can render
+  widgets (not with ipywidgets 8 and jupyterlab-rise 0.43.1: the README's lecture-mode section).
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from ui_test import KERNEL_IDLE, LOCAL, NOTEBOOK, browser, chromium, lab, run_al
 SLIDES = ROOT / "build" / "slides"
 SHOTS = SLIDES / "shots"
 WIDTH, HEIGHT = 1280, 720
-MIN_FONT_PX, MIN_FIGURE_PX = 20, 160
+MIN_FONT_PX = 20
+MIN_FIGURE_PX, WIDE_FIGURE_PX = 160, 900  # a figure is at least this high, or a strip at least this wide
+
+
+def too_small(width: int, height: int) -> bool:
+    """A figure squeezed on its slide: neither ``MIN_FIGURE_PX`` high nor a strip across the slide."""
+    return height < MIN_FIGURE_PX and width < WIDE_FIGURE_PX
 
 # Everything on the current slide that reaches past its edges, sits in a box that scrolls or clips it, or is set
 # smaller than MIN_FONT_PX (at the slide's scale), and the height of each figure. Speaker notes, MathJax's own
@@ -58,7 +65,7 @@ MEASURE = """([width, height]) => {
     const text = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
     const px = parseFloat(style.fontSize) * scale;
     if (text && px < %(font)s - 0.05) out.small.push(`${name} ${px.toFixed(1)} px: ${el.textContent.trim().slice(0, 40)}`);
-    if (el.tagName === 'IMG') out.figures.push(Math.round(r.height / scale));
+    if (el.tagName === 'IMG') out.figures.push([Math.round(r.width / scale), Math.round(r.height / scale)]);
   }
   out.notes = Array.from(slide.querySelectorAll('aside.notes')).map(a => a.textContent.trim()).join(' ').length;
   return out; }""".replace("%(font)s", str(MIN_FONT_PX))
@@ -66,15 +73,17 @@ CURRENT_FITTED = """() => { const s = Reveal.getCurrentSlide();
   return !!s && s.dataset.fitted === '1' && (!window.MathJax || !MathJax.Hub || MathJax.Hub.queue.pending === 0); }"""
 
 
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
 @pytest.fixture(scope="module")
-def decks() -> list[Path]:
-    """`make slides` (fast, offline), from the runs `make test` kept where they are current."""
-    assert build_slides.main(["--out", str(SLIDES)]) == 0
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    found = sorted(SLIDES.glob("[0-9][0-9]_*.slides.html"))
-    assert len(found) == len(list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
-    return found
+def built(request) -> Path:
+    """`make slides` (fast, offline) for the decks this run tests, from the runs `make test` kept where current."""
+    chosen = sorted({item.callspec.params["notebook"] for item in request.session.items
+                     if "notebook" in getattr(getattr(item, "callspec", None), "params", {})})
+    assert build_slides.main(["--out", str(SLIDES), *map(str, chosen)]) == 0, "a notebook stopped with an error"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SLIDES
 
 
 @pytest.fixture
@@ -92,6 +101,9 @@ def projector(browser):
 
 def visit(page, deck: Path) -> list[dict]:
     """Every slide of ``deck``: measured, and photographed into SHOTS."""
+    stem = deck.name.split(".")[0]
+    for old in SHOTS.glob(f"{stem}_*.png"):
+        old.unlink()
     page.goto(deck.as_uri())
     page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=60_000)
     if page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count():
@@ -104,30 +116,47 @@ def visit(page, deck: Path) -> list[dict]:
         page.wait_for_timeout(50)
         result = page.evaluate(MEASURE, [WIDTH, HEIGHT])
         result["slide"] = n
-        shot = SHOTS / f"{deck.name.split('.')[0]}_{n:02d}.png"
-        page.screenshot(path=shot)
+        page.screenshot(path=SHOTS / f"{stem}_{n:02d}.png")
         found.append(result)
+    contact_sheets(stem, len(found))
     return found
 
 
-def test_every_slide_fits_a_1280x720_projector_and_nothing_comes_from_outside(decks, projector):
-    report, problems = {}, []
-    for deck in decks:
-        stem = deck.name.split(".")[0]
-        slides = visit(projector, deck)
-        report[stem] = {"slides": len(slides), "overflowing": [s["slide"] for s in slides if s["overflow"]],
-                        "small_text": [s["slide"] for s in slides if s["small"]],
-                        "without_notes": [s["slide"] for s in slides if not s["notes"]],
-                        "smallest_figure_px": min((f for s in slides for f in s["figures"]), default=None)}
-        for s in slides:
-            where = f"{stem} slide {s['slide']} (shots/{stem}_{s['slide']:02d}.png)"
-            problems += [f"{where}: overflows: {'; '.join(s['overflow'][:3])}"] if s["overflow"] else []
-            problems += [f"{where}: text below {MIN_FONT_PX} px: {'; '.join(s['small'][:3])}"] if s["small"] else []
-            problems += [f"{where}: a figure only {min(s['figures'])} px high"] if [
-                f for f in s["figures"] if f < MIN_FIGURE_PX] else []
-            problems += [f"{where}: no speaker notes"] if not s["notes"] else []
-        assert not projector.outside, f"{deck.name} fetched from outside the machine: {projector.outside}"
-    (SHOTS / "report.json").write_text(json.dumps(report, indent=1))
+def contact_sheets(stem: str, count: int, per_sheet: int = 12) -> None:
+    """``shots/<stem>_sheet_K.png``: the deck's screenshots 12 to a sheet (3 x 4, half size), numbered."""
+    from PIL import Image, ImageDraw
+
+    for old in SHOTS.glob(f"{stem}_sheet_*.png"):
+        old.unlink()
+    w, h = WIDTH // 2, HEIGHT // 2
+    for k, first in enumerate(range(0, count, per_sheet), start=1):
+        numbers = range(first + 1, min(count, first + per_sheet) + 1)
+        sheet = Image.new("RGB", (3 * w + 8, 4 * h + 12), "#777")
+        for i, n in enumerate(numbers):
+            shot = Image.open(SHOTS / f"{stem}_{n:02d}.png").convert("RGB").resize((w, h))
+            ImageDraw.Draw(shot).text((4, 4), str(n), fill="#c00")
+            sheet.paste(shot, ((i % 3) * (w + 4), (i // 3) * (h + 4)))
+        sheet.save(SHOTS / f"{stem}_sheet_{k}.png")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_slide_fits_a_1280x720_projector_and_nothing_comes_from_outside(built, projector, notebook):
+    deck = built / f"{notebook.stem}.slides.html"
+    slides = visit(projector, deck)
+    report = {"slides": len(slides), "overflowing": [s["slide"] for s in slides if s["overflow"]],
+              "small_text": [s["slide"] for s in slides if s["small"]],
+              "without_notes": [s["slide"] for s in slides if not s["notes"]],
+              "smallest_figure_px": min((f for s in slides for f in s["figures"]), key=lambda f: f[1], default=None),
+              "problems": {s["slide"]: s["overflow"] + s["small"] for s in slides if s["overflow"] or s["small"]}}
+    (SHOTS / f"{notebook.stem}.json").write_text(json.dumps(report, indent=1))
+    problems = []
+    for s in slides:
+        where = f"slide {s['slide']} (shots/{notebook.stem}_{s['slide']:02d}.png)"
+        problems += [f"{where}: overflows: {'; '.join(s['overflow'][:3])}"] if s["overflow"] else []
+        problems += [f"{where}: text below {MIN_FONT_PX} px: {'; '.join(s['small'][:3])}"] if s["small"] else []
+        problems += [f"{where}: a figure shown at only {w} x {h} px" for w, h in s["figures"] if too_small(w, h)]
+        problems += [f"{where}: no speaker notes"] if not s["notes"] else []
+    assert not projector.outside, f"{deck.name} fetched from outside the machine: {projector.outside}"
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:40])
 
 
