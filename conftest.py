@@ -1,5 +1,6 @@
-"""Test-run wide settings: headless plotting, how parallel workers share the run, notebooks executed by tools/nbexec.py under nbval with every complete
-run kept for the site and the slides (tools/nbval_runner.py), and a run-time table per notebook at the end."""
+"""Test-run wide settings: headless plotting, how parallel workers share the run, notebooks executed by
+tools/nbexec.py under nbval with every complete run kept for the site and the slides (tools/nbval_runner.py), and a
+run-time table per notebook at the end."""
 
 from __future__ import annotations
 

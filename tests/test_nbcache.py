@@ -54,7 +54,9 @@ def test_the_key_follows_code_package_data_and_mode_but_not_prose(root):
     tagged = demo()
     tagged.cells[3].metadata["tags"] = ["raises-exception"]
     assert nbcache.run_key(tagged, ENV, root) != key
-    for env in ({**ENV, "CNN_FAST": "0"}, {**ENV, "OMP_NUM_THREADS": "2"}, {**ENV, "MPLBACKEND": "Agg"},
+    assert nbcache.run_key(demo(), {**ENV, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}, root) == key, (
+        "make test's workers (1 thread each) serve make site and make slides (2 threads)")
+    for env in ({**ENV, "CNN_FAST": "0"}, {**ENV, "MPLBACKEND": "Agg"},
                 {**ENV, "CNN_MODEL": "resnet50"}):
         assert nbcache.run_key(demo(), env, root) != key, env
     for folder in nbcache.INPUTS:
@@ -111,9 +113,11 @@ def test_nbval_compares_what_it_compared_before_figures_aside():
     assert [o.text for o in nbval_runner.for_comparison(outputs)] == ["a\nb\n"]
 
 
-def run_pytest(notebook: Path, cache: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pytest", str(notebook), "--nbval-lax", "--nbval-current-env", "-q",
-               "-p", "no:cacheprovider", "--keep-executed", str(cache)]
+def run_pytest(*notebooks: Path, cache: Path, workers: int = 0) -> subprocess.CompletedProcess:
+    """pytest on ``notebooks``; ``workers`` > 0 as `make test` runs it (pytest-xdist, one file per worker)."""
+    parallel = ["-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder"] if workers else []
+    command = [sys.executable, "-m", "pytest", *map(str, notebooks), "--nbval-lax", "--nbval-current-env", "-q",
+               "-p", "no:cacheprovider", "--keep-executed", str(cache), *parallel]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "CNN_FAST": "1"})
 
@@ -128,12 +132,13 @@ def in_repo():
 
 
 def test_notebook_tests_keep_a_passing_notebook_for_the_site_and_fail_a_wrong_output(in_repo):
-    path, cache = in_repo / "99_demo.ipynb", in_repo / "executed"
+    path, other, cache = in_repo / "99_demo.ipynb", in_repo / "98_demo.ipynb", in_repo / "executed"
     nbformat.write(demo(), path)
-    result = run_pytest(path, cache)
-    assert result.returncode == 0 and "4 passed" in result.stdout, result.stdout[-2000:]
+    nbformat.write(demo(), other)
+    result = run_pytest(path, other, cache=cache, workers=2)  # two workers, both storing into one folder
+    assert result.returncode == 0 and "8 passed" in result.stdout, result.stdout[-2000:]
+    assert sorted(p.name.split(".")[0] for p in cache.iterdir()) == ["98_demo", "99_demo"], "no partial files left"
     kept = list(cache.glob("99_demo.*.ipynb"))
-    assert len(kept) == 1
     run = nbformat.read(kept[0], as_version=4)
     assert any("image/png" in o.get("data", {}) for o in run.cells[3].outputs)
     site = nbcache.executed_notebook(path, demo(), env={"CNN_FAST": "1", "MPLBACKEND": nbcache.INLINE}, cache=cache)
@@ -141,6 +146,24 @@ def test_notebook_tests_keep_a_passing_notebook_for_the_site_and_fail_a_wrong_ou
     wrong = demo()
     wrong.cells[2].outputs[0].text = "3\n"  # the stored output no longer matches
     nbformat.write(wrong, path)
-    result = run_pytest(path, in_repo / "executed-wrong")
+    result = run_pytest(path, cache=in_repo / "executed-wrong")
     assert result.returncode == 1 and "Cell outputs differ" in result.stdout and "1 failed" in result.stdout
     assert not (in_repo / "executed-wrong").exists(), "a notebook with a failed cell is not kept"
+
+
+def test_writers_side_by_side_leave_whole_files_and_no_partial_ones(tmp_path):
+    """`make test`'s two workers store runs into one folder at the same time."""
+    import threading
+
+    cache = tmp_path / "executed"
+    threads = [threading.Thread(target=nbcache.store, args=(f"9{i % 2}_demo", demo(), f"k{i}", {"mode": ""}, cache))
+               for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kept = sorted(p.name for p in cache.iterdir())
+    assert len(kept) == 2 * nbcache.KEEP and all(name.endswith(".ipynb") for name in kept), kept
+    for path in cache.iterdir():
+        stem, key = path.name.split(".")[:2]
+        assert nbcache.lookup(stem, key, cache) is not None, path.name

@@ -9,11 +9,13 @@ but only while it is current. The key is a hash of everything the outputs depend
 
 - the notebook's code cells (source and tags, in order); its Markdown is taken from the notebook as it is now;
 - every file under ``cnn_helpers/`` and ``data/``;
-- the kernel's mode: every ``CNN_*`` switch, the thread counts, the figure backend, the hash seed, and which
-  files lie in the torch hub and Hugging Face caches (names and sizes);
+- the kernel's mode: every ``CNN_*`` switch, the figure backend, the hash seed, and which files lie in the torch
+  hub and Hugging Face caches (names and sizes);
 - the Python version and the version of every installed package.
 
-When any of these changes the key changes, and the notebook is executed again. Only complete runs are kept: a
+When any of these changes the key changes, and the notebook is executed again. The thread count is not part of
+the key (it is recorded in the run's ``mode``): every notebook must pass with 1 and with 2 threads, and `make test`'s
+two workers run with one thread each while `make site`/`make slides` give one process two. Only complete runs are kept: a
 notebook that stopped with an error, ran out of time or had a cell skipped leaves nothing to reuse.
 """
 
@@ -38,7 +40,7 @@ from nbexec import execute  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "executed"
 INPUTS = ("cnn_helpers", "data")  # folders whose every file the outputs may depend on
-MODE = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND", "PYTHONHASHSEED")  # besides every CNN_* variable
+MODE = ("MPLBACKEND", "PYTHONHASHSEED")  # besides every CNN_* variable
 KEEP = 4  # executed copies kept per notebook (the solution and student versions, fast and full mode)
 INLINE = "module://matplotlib_inline.backend_inline"
 
@@ -98,13 +100,23 @@ def store(stem: str, notebook: nbformat.NotebookNode, key: str, run: dict, cache
     cache.mkdir(parents=True, exist_ok=True)
     notebook.metadata["course_run"] = {**run, "key": key}
     path = cache / f"{stem}.{key}.ipynb"
-    partial = path.with_suffix(".partial")
-    nbformat.write(notebook, partial)
-    partial.replace(path)  # readers never see half a file
-    runs = sorted(cache.glob(f"{glob_escape(stem)}.*.ipynb"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in runs[KEEP:]:
+    partial = cache / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.partial"  # one per writer (xdist workers)
+    try:
+        nbformat.write(notebook, partial)
+        partial.replace(path)  # atomic: readers and other writers never see half a file
+    finally:
+        partial.unlink(missing_ok=True)
+    runs = sorted(cache.glob(f"{glob_escape(stem)}.*.ipynb"), key=_mtime, reverse=True)
+    for old in runs[KEEP:]:  # another writer may have deleted it already
         old.unlink(missing_ok=True)
     return path
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # deleted by another writer meanwhile
+        return 0.0
 
 
 def glob_escape(text: str) -> str:
