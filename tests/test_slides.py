@@ -21,7 +21,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_every_notebook_has_the_slide_structure_its_rules_give(path):
     nb = nbformat.read(path, as_version=4)
-    assert slides.problems(nb) == [], f"run `python tools/slides.py apply {path.relative_to(ROOT)}`"
+    wrong = slides.problems(nb)
+    assert not wrong, (f"{path.name}: slide metadata missing or not what the rules give ({len(wrong)} cells; after "
+                       f"editing or merging a notebook run `python tools/slides.py apply {path.relative_to(ROOT)}` "
+                       "or `make slides-metadata`):\n  " + "\n  ".join(wrong[:8]))
     kinds = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
     assert kinds[0] == "slide" and kinds.count("slide") >= 2, "a title slide and a slide per section"
     setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
@@ -66,7 +69,8 @@ def test_check_names_missing_and_drifted_metadata_and_apply_fixes_it():
     found = slides.problems(nb)
     # the new cell needs metadata, and the cell after it now follows code: a sub-slide of its own
     assert [re.match(r"cell (\d+)", f).group(1) for f in found] == ["2", "3", "4"]
-    assert "'fragment'" in found[0] and "None" in found[1]
+    assert "'fragment'" in found[0] and "no slideshow metadata" in found[1]
+    assert "RISE settings missing" in slides.problems(new_notebook(cells=[]))[0]
 
 
 def test_a_long_markdown_cell_keeps_its_claim_on_the_slide_and_the_rest_in_the_notes():

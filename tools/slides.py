@@ -323,12 +323,14 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
     """Each cell whose slide metadata is missing or differs from the rules, described in one line."""
     found = []
     if nb.metadata.get("rise") != RISE:
-        found.append(f"notebook metadata: rise {nb.metadata.get('rise')!r}, the rules say {RISE!r}")
+        have = "missing" if "rise" not in nb.metadata else f"{nb.metadata['rise']!r}"
+        found.append(f"notebook metadata: RISE settings {have}, the rules say {RISE!r}")
     for i, (cell, kind) in enumerate(zip(nb.cells, slide_types(nb))):
         have = cell.metadata.get("slideshow")
         if have != expected_metadata(cell, kind):
             first = next((line for line in cell.source.splitlines() if line.strip()), "")[:50]
-            found.append(f"cell {i} ({first!r}): slideshow {have!r}, the rules say {kind!r}")
+            what = "no slideshow metadata" if have is None else f"slideshow {have!r}"
+            found.append(f"cell {i} ({first!r}): {what}, the rules say {kind!r}")
     return found
 
 
