@@ -109,6 +109,22 @@ def write_times(out: Path, summaries: list[dict]) -> Path:
     return path
 
 
+def build(paths: list[Path], out: Path, *, env: dict[str, str] | None, fresh: bool = False) -> list[dict]:
+    """Every deck of ``paths`` into ``out``, with ``index.html`` and ``times.md``; one summary per notebook
+    (``failed``: the last line of the error a notebook stopped with, else "")."""
+    out.mkdir(parents=True, exist_ok=True)
+    exporter = make_exporter(install_slides_into(out))
+    summaries = []
+    for path in paths:
+        summary = render(path, out, exporter, env=env, fresh=fresh)
+        how = "kept run of" if summary["reused"] else "ran in"
+        print(f"{path.name}: {summary['slides']} slides ({how} {summary['seconds']:.0f} s, {summary['mode']})"
+              f"{'  FAILED: ' + summary['failed'] if summary['failed'] else ''}", flush=True)
+        summaries.append(summary)
+    print(f"wrote {write_index(out, summaries)} and {write_times(out, summaries)}")
+    return summaries
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
@@ -119,25 +135,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    args.out.mkdir(parents=True, exist_ok=True)
+    env = None if args.no_execute else site_environment(full=args.full, online=args.online)
     try:
-        urls = install_slides_into(args.out)
+        summaries = build(paths, args.out, env=env, fresh=args.fresh)
     except AssetsMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    exporter = make_exporter(urls)
-    env = None if args.no_execute else site_environment(full=args.full, online=args.online)
-    summaries = []
-    for path in paths:
-        summary = render(path, args.out, exporter, env=env, fresh=args.fresh)
-        how = "kept run of" if summary["reused"] else "ran in"
-        print(f"{path.name}: {summary['slides']} slides ({how} {summary['seconds']:.0f} s, {summary['mode']})"
-              f"{'  FAILED: ' + summary['failed'] if summary['failed'] else ''}", flush=True)
-        summaries.append(summary)
-    print(f"wrote {write_index(args.out, summaries)} and {write_times(args.out, summaries)}")
-    failed = [s["stem"] for s in summaries if s["failed"]]
+    failed = [f"{s['stem']}: {s['failed']}" for s in summaries if s["failed"]]
     if failed:
-        print(f"notebooks that stopped with an error (their slides show where): {', '.join(failed)}", file=sys.stderr)
+        print("notebooks that stopped with an error (their slides show where):\n  " + "\n  ".join(failed),
+              file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -15,8 +15,8 @@ but only while it is current. The key is a hash of everything the outputs depend
 
 When any of these changes the key changes, and the notebook is executed again. The thread count is not part of
 the key (it is recorded in the run's ``mode``): every notebook must pass with 1 and with 2 threads, and `make test`'s
-two workers run with one thread each while `make site`/`make slides` give one process two. Only complete runs are kept: a
-notebook that stopped with an error, ran out of time or had a cell skipped leaves nothing to reuse.
+two workers run with one thread each while `make site`/`make slides` give one process two. Only complete runs are
+kept: a notebook that stopped with an error, ran out of time or had a cell skipped leaves nothing to reuse.
 """
 
 from __future__ import annotations
