@@ -167,3 +167,19 @@ def test_writers_side_by_side_leave_whole_files_and_no_partial_ones(tmp_path):
     for path in cache.iterdir():
         stem, key = path.name.split(".")[:2]
         assert nbcache.lookup(stem, key, cache) is not None, path.name
+
+
+def test_make_tests_runs_serve_make_slides_and_make_site(monkeypatch):
+    """The key of a notebook run by `make test` (two workers, one thread each) is the key `make site`, `make slides`
+    and `make test-ui` (one process, two threads) look up: CI's test-ui executes no notebook a second time."""
+    import build_site
+    import testenv
+
+    nb = demo()
+    monkeypatch.setenv("TEST_WORKERS", "2")
+    monkeypatch.delenv("TEST_THREADS", raising=False)
+    worker = {**os.environ, **testenv.test_environment(), "MPLBACKEND": nbcache.INLINE}  # as nbval_runner sets it
+    monkeypatch.setenv("TEST_WORKERS", "1")
+    site = {**os.environ, **build_site.site_environment(full=False, online=False)}  # as executed_notebook merges it
+    assert nbcache.run_key(nb, worker) == nbcache.run_key(nb, site)
+    assert nbcache.run_key(nb, {**site, "CNN_FAST": "0"}) != nbcache.run_key(nb, site), "full mode is another run"
