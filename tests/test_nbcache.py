@@ -141,8 +141,10 @@ def test_notebook_tests_keep_a_passing_notebook_for_the_site_and_fail_a_wrong_ou
     kept = list(cache.glob("99_demo.*.ipynb"))
     run = nbformat.read(kept[0], as_version=4)
     assert any("image/png" in o.get("data", {}) for o in run.cells[3].outputs)
-    site = nbcache.executed_notebook(path, demo(), env={"CNN_FAST": "1", "MPLBACKEND": nbcache.INLINE}, cache=cache)
-    assert site.metadata["course_run"]["reused"], "the site and the slides take the test run"
+    site_env = {"CNN_FAST": "1", "MPLBACKEND": nbcache.INLINE}
+    differs = nbcache.changed(demo(), {**os.environ, **site_env}, run)
+    site = nbcache.executed_notebook(path, demo(), env=site_env, cache=cache)
+    assert site.metadata["course_run"]["reused"], f"the site and the slides take the test run; changed: {differs}"
     wrong = demo()
     wrong.cells[2].outputs[0].text = "3\n"  # the stored output no longer matches
     nbformat.write(wrong, path)

@@ -65,22 +65,42 @@ def describe(env: Mapping[str, str]) -> str:
     return f"{fast}, {offline}, {env.get('OMP_NUM_THREADS') or 'all'} threads"
 
 
-def run_key(notebook: nbformat.NotebookNode, env: Mapping[str, str], root: Path = ROOT) -> str:
-    """The hash of everything a run of ``notebook`` in a kernel with ``env`` depends on (module docstring)."""
-    digest = hashlib.sha256()
+def key_parts(notebook: nbformat.NotebookNode, env: Mapping[str, str], root: Path = ROOT) -> dict[str, str]:
+    """One short hash per thing a run depends on (module docstring): a run that is not reused can say which changed."""
+    parts: dict[str, "hashlib._Hash"] = {name: hashlib.sha256() for name in ("code", *INPUTS, "mode", "caches",
+                                                                              "python", "packages")}
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            digest.update(json.dumps([cell.source, cell.get("metadata", {}).get("tags", [])]).encode())
+            parts["code"].update(json.dumps([cell.source, cell.get("metadata", {}).get("tags", [])]).encode())
     for folder in INPUTS:
-        _digest_tree(digest, root / folder, contents=True)
-    digest.update(json.dumps(mode(env)).encode())
+        _digest_tree(parts[folder], root / folder, contents=True)
+    parts["mode"].update(json.dumps(mode(env)).encode())
     home = Path.home() / ".cache"
     for cache in (env.get("TORCH_HOME") or home / "torch", env.get("HF_HOME") or home / "huggingface"):
-        _digest_tree(digest, Path(cache), contents=False)
-    digest.update(sys.version.encode())
-    digest.update(" ".join(sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()
-                                  if d.metadata["Name"])).encode())
-    return digest.hexdigest()[:16]
+        _digest_tree(parts["caches"], Path(cache), contents=False)
+    parts["python"].update(sys.version.encode())
+    parts["packages"].update(" ".join(sorted(f"{d.metadata['Name']}=={d.version}"
+                                             for d in importlib.metadata.distributions()
+                                             if d.metadata["Name"])).encode())
+    return {name: digest.hexdigest()[:12] for name, digest in parts.items()}
+
+
+def run_key(notebook: nbformat.NotebookNode, env: Mapping[str, str], root: Path = ROOT) -> str:
+    """The hash of everything a run of ``notebook`` in a kernel with ``env`` depends on (module docstring)."""
+    return key_of(key_parts(notebook, env, root))
+
+
+def key_of(parts: Mapping[str, str]) -> str:
+    """The run key made of ``key_parts`` (stored with each run as ``course_run.key_parts``)."""
+    return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed(notebook: nbformat.NotebookNode, env: Mapping[str, str], kept: nbformat.NotebookNode,
+            root: Path = ROOT) -> list[str]:
+    """What differs between a kept run (``course_run.key_parts``) and a run of ``notebook`` with ``env`` now."""
+    before = kept.metadata.get("course_run", {}).get("key_parts", {})
+    now = key_parts(notebook, env, root)
+    return sorted(name for name in now if before.get(name) != now[name])
 
 
 def lookup(stem: str, key: str, cache: Path = CACHE) -> nbformat.NotebookNode | None:
@@ -155,7 +175,8 @@ def executed_notebook(path: Path, notebook: nbformat.NotebookNode, *, env: Mappi
         ``cpu_seconds``, ``wall_seconds``, ``load``, ``reused`` and ``failed`` (the error's last line, or "").
     """
     kernel_env = {**os.environ, **env}
-    key = run_key(notebook, kernel_env)
+    parts = key_parts(notebook, kernel_env)
+    key = key_of(parts)
     kept = lookup(path.stem, key, cache) if reuse else None
     if kept is not None:
         merged = with_outputs(notebook, kept)
@@ -164,7 +185,8 @@ def executed_notebook(path: Path, notebook: nbformat.NotebookNode, *, env: Mappi
     executed = nbformat.from_dict(json.loads(json.dumps(notebook)))
     seconds: dict[int, float] = {}
     stats: dict = {}
-    run = {"mode": describe(kernel_env), "load": round(os.getloadavg()[0], 1), "failed": "", "reused": False}
+    run = {"mode": describe(kernel_env), "load": round(os.getloadavg()[0], 1), "failed": "", "reused": False,
+           "key_parts": parts}
     start = time.perf_counter()
     try:
         execute(executed, cwd=path.parent, timeout=timeout, env=env, name=path.stem, seconds=seconds, stats=stats)

@@ -49,7 +49,8 @@ class NotebookFile(nbval.IPyNbFile):
         option = self.config.option
         self.executed = copy.deepcopy(self.nb)
         self.env = {**os.environ, "MPLBACKEND": nbcache.INLINE}
-        self.key = nbcache.run_key(self.executed, self.env)
+        self.parts = nbcache.key_parts(self.executed, self.env)
+        self.key = nbcache.key_of(self.parts)
         self.complete = True
         self.started, self.load = time.perf_counter(), round(os.getloadavg()[0], 1)
         self.client = make_client(self.executed, cwd=self.path.parent, timeout=int(option.nbval_cell_timeout),
@@ -69,6 +70,7 @@ class NotebookFile(nbval.IPyNbFile):
                 self.client.set_widgets_metadata()
                 code = [i for i, c in enumerate(self.executed.cells) if c.cell_type == "code"]
                 run = {"mode": nbcache.describe(self.env), "load": self.load, "failed": "", "reused": False,
+                       "key_parts": self.parts,
                        "seconds": {str(n): round(self.client.seconds.get(i, 0.0), 2) for n, i in enumerate(code)},
                        "cpu_seconds": self.client.cpu_seconds,
                        "wall_seconds": round(time.perf_counter() - self.started, 1)}
