@@ -70,6 +70,21 @@ def test_the_key_follows_code_package_data_and_mode_but_not_prose(root):
     assert nbcache.run_key(demo(), {**ENV, "TORCH_HOME": str(hub)}, root) != key, "weights in the torch hub cache"
 
 
+def test_the_packages_are_the_kernels_not_what_this_process_has_on_its_path(root, monkeypatch):
+    """A test that leaves a folder with a package's metadata on sys.path (or changes the working directory) must
+    not change the key: in a clean clone's `make test` that made every kept run look stale to the site."""
+    key = nbcache.run_key(demo(), ENV, root)
+    stray = root / "stray"
+    (stray / "stray_package-1.0.dist-info").mkdir(parents=True)
+    (stray / "stray_package-1.0.dist-info" / "METADATA").write_text("Name: stray-package\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(str(stray))
+    monkeypatch.chdir(stray)
+    assert nbcache.run_key(demo(), ENV, root) == key
+    on_kernel_path = {**ENV, "PYTHONPATH": str(stray)}
+    assert "stray-package==1.0" in nbcache.packages(on_kernel_path), "the kernel's PYTHONPATH is what it imports"
+    assert nbcache.run_key(demo(), on_kernel_path, root) != key
+
+
 def test_a_complete_run_is_kept_and_reused_with_the_prose_of_now(tmp_path):
     path = tmp_path / "99_demo.ipynb"
     nbformat.write(demo(), path)

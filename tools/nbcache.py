@@ -27,6 +27,7 @@ import json
 import os
 import re
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Mapping
@@ -79,10 +80,17 @@ def key_parts(notebook: nbformat.NotebookNode, env: Mapping[str, str], root: Pat
     for cache in (env.get("TORCH_HOME") or home / "torch", env.get("HF_HOME") or home / "huggingface"):
         _digest_tree(parts["caches"], Path(cache), contents=False)
     parts["python"].update(sys.version.encode())
-    parts["packages"].update(" ".join(sorted(f"{d.metadata['Name']}=={d.version}"
-                                             for d in importlib.metadata.distributions()
-                                             if d.metadata["Name"])).encode())
+    parts["packages"].update(" ".join(packages(env)).encode())
     return {name: digest.hexdigest()[:12] for name, digest in parts.items()}
+
+
+def packages(env: Mapping[str, str]) -> list[str]:
+    """``name==version`` of every package the kernel can import: on the kernel's PYTHONPATH and in this
+    interpreter's site-packages. Not this process's ``sys.path``, which tests and pytest change as they run."""
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths += sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    return sorted({f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions(path=paths)
+                   if d.metadata["Name"]})
 
 
 def run_key(notebook: nbformat.NotebookNode, env: Mapping[str, str], root: Path = ROOT) -> str:
