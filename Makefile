@@ -14,6 +14,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanit
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help install lab lab-student test test-ui unit notebooks site exercises assignments grade bench refresh normalize clean
+.PHONY: slides slides-metadata
 
 help:
 	@echo "make lab          open JupyterLab on notebooks/ (sets everything up first)"
@@ -24,6 +25,7 @@ help:
 	@echo "make exercises    write student and solution versions to build/exercises/"
 	@echo "make assignments  the nbgrader course in build/course/ (source/, release/, gradebook)"
 	@echo "make grade        grade SUBMISSIONS (default build/course/submitted) into GRADES (default build/grades)"
+	@echo "make slides       execute the notebooks and write reveal.js slides to build/slides/ (lecture mode)"
 	@echo "make bench        speed and memory against reference libraries -> bench/results.md"
 	@echo "make refresh      re-execute notebooks and store the outputs nbval compares"
 	@echo "make normalize    bring notebooks into their committed form without executing them"
@@ -57,7 +59,7 @@ test: install
 
 test-ui: install
 	tools/ensure_chromium.sh
-	$(TEST_ENV) $(BIN)/python -m pytest tools/ui_test.py -v $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest tools/ui_test.py tools/ui_slides_test.py -v $(PYTEST_ARGS)
 
 unit: install
 	$(TEST_ENV) $(BIN)/python -m pytest $(or $(PYTEST_ARGS),tests)
@@ -68,7 +70,19 @@ notebooks: install
 # Offline and fast like the tests; FULL=1 full mode, SOLUTIONS=0 the student site, ONLINE=1 allows downloads.
 site: install
 	$(BIN)/python tools/build_site.py $(if $(FULL),--full,) $(if $(filter 0,$(SOLUTIONS)),--student,) \
-		$(if $(filter 1,$(ONLINE)),--online,) $(SITE_ARGS)
+		$(if $(filter 1,$(ONLINE)),--online,) $(if $(filter 1,$(FRESH)),--fresh,) $(SITE_ARGS)
+
+# ---- lecture mode: slides (tools/build_slides.py, structure from tools/slides.py) ----
+# Offline and fast like the site; FULL=1 full mode, ONLINE=1 allows downloads. A notebook whose run `make test` kept
+# is not executed again while that run is current (tools/nbcache.py); FRESH=1 executes every notebook anyway.
+slides: install
+	$(BIN)/python tools/build_slides.py $(if $(FULL),--full,) $(if $(filter 1,$(ONLINE)),--online,) \
+		$(if $(filter 1,$(FRESH)),--fresh,) $(SLIDES_ARGS)
+
+# Write the notebooks' slide metadata by the rules (after editing a notebook; tests/test_slides.py checks it).
+slides-metadata: install
+	$(BIN)/python tools/slides.py apply $(NB)
+# ---- end lecture mode ----
 
 exercises: install
 	$(BIN)/python tools/exercises.py notebooks build/exercises

@@ -1,13 +1,35 @@
-"""Test-run wide settings: headless plotting, how parallel workers share the run, a run-time table at the end."""
+"""Test-run wide settings: headless plotting, how parallel workers share the run, notebooks executed by
+tools/nbexec.py under nbval with every complete run kept for the site and the slides (tools/nbval_runner.py), and a
+run-time table per notebook at the end."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+TOOLS = Path(__file__).resolve().parent / "tools"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--keep-executed", default=str(TOOLS.parent / "build" / "executed"),
+                     help="where complete notebook runs are kept for the site and the slides (tools/nbcache.py)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path, parent):
+    collected = yield
+    if file_path.suffix != ".ipynb" or not collected:
+        return collected
+    sys.path.insert(0, str(TOOLS))
+    import nbval_runner
+
+    return nbval_runner.replace(collected, parent)
+
 
 _durations: dict[str, float] = defaultdict(float)
 

@@ -31,7 +31,7 @@ def site(request, builder, tmp_path_factory):
 def test_index_links_every_notebook_with_its_goals_rendered(site):
     _, out = site
     index = (out / "index.html").read_text()
-    assert NOTEBOOKS and re.findall(r'href="([^"]+)\.html"', index) == NOTEBOOKS
+    assert NOTEBOOKS and re.findall(r'href="([^"/.]+)\.html"', index) == NOTEBOOKS
     assert "<pre" not in index and "**" not in index, "goals rendered from Markdown, not shown raw"
     assert index.count('<div class="goals"><p><strong>Learning goals.</strong>') == len(NOTEBOOKS)
     assert index.count("<ol>") == len(NOTEBOOKS)  # each notebook's numbered goals

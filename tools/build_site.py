@@ -1,6 +1,6 @@
 """Execute the notebooks and write a browsable site that works offline: one page per notebook and an index.
 
-    python tools/build_site.py [--student] [--full] [--online] [--no-execute] [--out DIR] [notebooks/NN_x.ipynb ...]
+    python tools/build_site.py [--student] [--full] [--online] [--no-execute | --fresh] [--out DIR] [notebooks/NN_x.ipynb ...]
 
 Two sites from the same notebooks:
 - the solutions site (default, ``build/site``; ``make site``), for self-study: the notebooks as they are;
@@ -9,7 +9,8 @@ Two sites from the same notebooks:
   writes them), executed, so the demos show and each check says in one line "not implemented yet".
 
 Execution runs in the test environment (tools/testenv.py): fast mode, offline, the network blocked, an
-empty torch hub cache, so the site shows what every student gets. ``--full`` switches to full mode,
+empty torch hub cache, so the site shows what every student gets. A notebook whose current run is kept
+(tools/nbcache.py; ``make test`` keeps every notebook that passed) is not executed again unless ``--fresh``. ``--full`` switches to full mode,
 ``--online`` lifts the offline settings (torchvision weights from your own torch hub cache, or downloaded).
 MathJax and the widget renderer are served from ``assets/`` next to the pages
 (tools/site_assets.py), so the site works opened from disk without a network.
@@ -21,17 +22,15 @@ import argparse
 import html
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from nbconvert.filters.markdown import markdown2html
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nbexec import execute  # noqa: E402
+import nbcache  # noqa: E402
 from site_assets import MATHJAX_FONTS, AssetsMissing, install_into  # noqa: E402
 from testenv import ROOT, test_environment  # noqa: E402
 from exercises import make_student_notebook  # noqa: E402
@@ -48,6 +47,7 @@ class Page:
     goals: str  # Markdown
     seconds: float = 0.0
     failed: str = ""
+    reused: bool = False
 
 
 def title_and_goals(notebook: nbformat.NotebookNode, fallback: str) -> tuple[str, str]:
@@ -66,7 +66,7 @@ def title_and_goals(notebook: nbformat.NotebookNode, fallback: str) -> tuple[str
 
 def site_environment(*, full: bool, online: bool) -> dict[str, str]:
     """The kernel's environment: the test environment, figures inline, optionally full mode and online."""
-    env = {**test_environment(), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env = {**test_environment(), "MPLBACKEND": nbcache.INLINE}
     if full:
         env["CNN_FAST"] = "0"
     if online:
@@ -85,19 +85,17 @@ def make_exporter(urls: dict[str, str]) -> HTMLExporter:
 
 
 def render(path: Path, out_dir: Path, exporter: HTMLExporter, *, student: bool, env: dict[str, str] | None,
-           nav: dict) -> Page:
-    """Execute one notebook (unless ``env`` is None) and write ``out_dir/<stem>.html``."""
+           nav: dict, fresh: bool = False) -> Page:
+    """Execute one notebook (unless ``env`` is None; its current kept run unless ``fresh``, tools/nbcache.py) and
+    write ``out_dir/<stem>.html``."""
     notebook = nbformat.read(path, as_version=4)
     if student:
         notebook = make_student_notebook(notebook)
     page = Page(path.stem, *title_and_goals(notebook, path.stem))
-    if env is not None:
-        start = time.perf_counter()
-        try:
-            execute(notebook, cwd=path.parent, timeout=1800, env=env, name=path.stem)
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:  # keep the page, go on
-            page.failed = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        page.seconds = time.perf_counter() - start
+    if env is not None:  # a notebook that stops with an error keeps its page, and the build goes on
+        notebook = nbcache.executed_notebook(path, notebook, env=env, reuse=not fresh)
+        run = notebook.metadata["course_run"]
+        page.failed, page.seconds, page.reused = run["failed"], run["wall_seconds"], run["reused"]
     notebook.metadata["title"] = f"{page.title} · {COURSE}"
     resources = {"course_nav": nav, "course_mathjax_config": MATHJAX_FONTS}  # read by site_template/page.html.j2
     body, _ = exporter.from_notebook_node(notebook, resources=resources)
@@ -109,6 +107,7 @@ def write_index(out_dir: Path, pages: list[Page], *, student: bool, mathjax_url:
     """``index.html``: every notebook with its title and its learning goals, rendered."""
     items = "\n".join(
         f'<li><a href="{html.escape(p.stem)}.html">{html.escape(p.title)}</a>'
+        + f' · <a class="slides" href="../slides/{html.escape(p.stem)}.slides.html">slides</a>'
         + (" <strong>(stopped with an error)</strong>" if p.failed else "")
         + f'<div class="goals">{markdown2html("**Learning goals.** " + p.goals)}</div></li>' for p in pages)
     kind = ("Student version: exercises are left for you to write; each check says whether your code is right."
@@ -123,7 +122,8 @@ ol.notebooks>li{{margin-bottom:1.4em}} ol.notebooks>li>a{{font-size:1.25em;font-
 .goals{{color:#444}} .goals p{{margin:.3em 0}} .goals ol{{margin:.2em 0}} .kind{{color:#555}}</style>
 </head><body><h1>{html.escape(COURSE)}</h1>
 <p class="kind">{kind} Pages {mode}.</p>
-<p>To run the notebooks yourself: <code>{run}</code> (sets everything up, then opens JupyterLab).</p>
+<p>To run the notebooks yourself: <code>{run}</code> (sets everything up, then opens JupyterLab).
+Each notebook's lecture slides (1280 × 720, offline) are in <code>build/slides/</code>: <code>make slides</code>.</p>
 <ol class="notebooks">
 {items}
 </ol></body></html>
@@ -140,6 +140,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
     parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
     parser.add_argument("--no-execute", action="store_true", help="convert the stored notebooks without running them")
+    parser.add_argument("--fresh", action="store_true", help="execute even where a current run is kept")
     parser.add_argument("--out", type=Path, help="default: build/site (build/site-student with --student)")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "build" / ("site-student" if args.student else "site")
@@ -158,9 +159,9 @@ def main(argv: list[str]) -> int:
     for i, path in enumerate(paths):
         nav = {"previous": stems[i - 1] if i else None, "next": stems[i + 1] if i + 1 < len(paths) else None,
                "kind": kind}
-        page = render(path, out, exporter, student=args.student, env=env, nav=nav)
-        print(f"{path.name}: {page.title} ({page.seconds:.1f} s){'  FAILED: ' + page.failed if page.failed else ''}",
-              flush=True)
+        page = render(path, out, exporter, student=args.student, env=env, nav=nav, fresh=args.fresh)
+        print(f"{path.name}: {page.title} ({'kept run of ' if page.reused else ''}{page.seconds:.1f} s)"
+              f"{'  FAILED: ' + page.failed if page.failed else ''}", flush=True)
         pages.append(page)
     mode = "not executed: the notebooks' stored outputs" if env is None else (
         f"executed in {'full' if args.full else 'fast'} mode, {'online' if args.online else 'offline'}")

@@ -31,6 +31,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.client import timestamp
 from nbclient.exceptions import CellExecutionComplete, CellTimeoutError
+from nbclient.util import run_sync
 
 POLL_SECONDS = 0.2  # longest single wait on a kernel channel before looking at the socket again
 HEARTBEAT_SECONDS = 30.0  # a cell running longer than this is reported every this many seconds
@@ -58,6 +59,7 @@ class RobustClient(NotebookClient):
         super().__init__(nb, **kw)
         self.name, self.progress_log = name, log
         self.seconds: dict[int, float] = {}  # cell index -> wall-clock seconds, waits included
+        self.cpu_seconds: float | None = None  # the kernel's CPU time (user + system) after its last cell
         self._cell_started = 0.0
         self._cell_label = ""
         self._next_heartbeat = 0.0
@@ -132,14 +134,38 @@ class RobustClient(NotebookClient):
             return await super().async_execute_cell(cell, cell_index, *args, **kw)
         finally:
             seconds = self.seconds[cell_index] = monotonic() - self._cell_started
+            self.cpu_seconds = self.kernel_cpu_seconds()
             failed = any(out.get("output_type") == "error" for out in cell.get("outputs", []))
             self._say(f"{self._cell_label} {'error' if failed else 'done'} in {seconds:.1f} s")
+
+    execute_cell = run_sync(async_execute_cell)  # nbclient's wrapper would call its own coroutine, not this one
+
+
+    def kernel_cpu_seconds(self) -> float | None:
+        """CPU seconds the kernel process has used so far (a busy machine stretches them far less than the wall
+        clock); None where the kernel's process cannot be seen."""
+        try:
+            import psutil  # ipykernel's own dependency
+
+            times = psutil.Process(self.km.provisioner.pid).cpu_times()
+        except Exception:  # a remote or already finished kernel
+            return None
+        return round(times.user + times.system, 1)
+
+
+def make_client(notebook: nbformat.NotebookNode, *, cwd: str | Path, timeout: int = 600, name: str = "notebook",
+                log: Callable[[str], None] | None = _stderr, startup_timeout: float = 60) -> RobustClient:
+    """The client every tool executes with (``execute`` below; the notebook tests run it cell by cell)."""
+    # iopub_timeout: after the reply, the rest of the cell's output normally follows at once; 60 s leaves
+    # room for a starved CPU, and past it the cell fails instead of losing output (nbclient: 4 s, then drop)
+    return RobustClient(notebook, name=name, log=log, timeout=timeout, iopub_timeout=60, kernel_name="python3",
+                        startup_timeout=startup_timeout, resources={"metadata": {"path": str(cwd)}})
 
 
 def execute(notebook: nbformat.NotebookNode, *, cwd: str | Path, timeout: int = 600,
             env: Mapping[str, str] | None = None, name: str = "notebook",
-            log: Callable[[str], None] | None = _stderr, seconds: dict[int, float] | None = None
-            ) -> nbformat.NotebookNode:
+            log: Callable[[str], None] | None = _stderr, seconds: dict[int, float] | None = None,
+            stats: dict[str, Any] | None = None) -> nbformat.NotebookNode:
     """Run every cell of ``notebook`` in a fresh python3 kernel started in ``cwd``; raises on the first error.
 
     Cells tagged ``raises-exception`` may fail (their error is kept as output) and execution goes on.
@@ -152,14 +178,12 @@ def execute(notebook: nbformat.NotebookNode, *, cwd: str | Path, timeout: int = 
         name: The notebook's name in progress lines.
         log: Receives one progress line per cell (and heartbeats); default stderr, None for silence.
         seconds: If given, filled with ``cell index -> wall-clock seconds`` of every executed code cell.
+        stats: If given, gets ``cpu_seconds``: the kernel's CPU time (user + system) at its last cell, or None.
 
     Example:
         >>> execute(nbformat.read(path, as_version=4), cwd=path.parent, name=path.stem)
     """
-    # iopub_timeout: after the reply, the rest of the cell's output normally follows at once; 60 s leaves
-    # room for a starved CPU, and past it the cell fails instead of losing output (nbclient: 4 s, then drop)
-    client = RobustClient(notebook, name=name, log=log, timeout=timeout, iopub_timeout=60, kernel_name="python3",
-                          resources={"metadata": {"path": str(cwd)}})
+    client = make_client(notebook, cwd=cwd, timeout=timeout, name=name, log=log)
     start = monotonic()
     try:
         client.execute(env={**os.environ, **(env or {})})
@@ -169,5 +193,7 @@ def execute(notebook: nbformat.NotebookNode, *, cwd: str | Path, timeout: int = 
     finally:
         if seconds is not None:
             seconds.update(client.seconds)
+        if stats is not None:
+            stats["cpu_seconds"] = client.cpu_seconds
     client._say(f"finished in {monotonic() - start:.1f} s")
     return notebook
