@@ -1,11 +1,14 @@
 """Test-run wide settings: headless plotting, how parallel workers share the run, notebooks executed by
 tools/nbexec.py under nbval with every complete run kept for the site and the slides (tools/nbval_runner.py), and a
-run-time table per notebook at the end."""
+run-time table per notebook at the end, also written to build/test-run.json (bench/bench_course.py reports it)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 TOOLS = Path(__file__).resolve().parent / "tools"
+RECORD = TOOLS.parent / "build" / "test-run.json"
+_started = time.time()
 
 
 def pytest_addoption(parser) -> None:
@@ -32,6 +37,7 @@ def pytest_collect_file(file_path, parent):
 
 
 _durations: dict[str, float] = defaultdict(float)
+_items: dict[str, float] = defaultdict(float)
 
 
 def _longest_first(item) -> int:
@@ -57,6 +63,7 @@ def pytest_runtest_logreport(report) -> None:
     path = report.nodeid.split("::")[0]
     key = path if path.endswith(".ipynb") else "unit tests"
     _durations[key] += report.duration
+    _items[report.nodeid] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -74,3 +81,37 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"(times summed over {workers} parallel workers: the wall time is the line below)")
 
 
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=TOOLS.parent, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=TOOLS.parent,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+changes" if dirty else "")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The run's wall time, slowest items and time per notebook, for bench/bench_course.py (not on xdist workers,
+    not for a pytest run nested in a test: those use other folders than tests/ and notebooks/)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not _items:
+        return
+    slowest = sorted(_items.items(), key=lambda kv: -kv[1])[:10]
+    record = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "args": list(config.invocation_params.args),
+        "workers": config.getoption("numprocesses", None) or 1, "threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "exitstatus": int(exitstatus), "items": len(_items), "wall_seconds": round(time.time() - _started, 1),
+        "summed_seconds": round(sum(_items.values()), 1),
+        "load": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else [],
+        "slowest": [[nodeid, round(seconds, 1)] for nodeid, seconds in slowest],
+        "notebooks": {k: round(v, 1) for k, v in sorted(_durations.items()) if k.endswith(".ipynb")},
+    }
+    try:
+        RECORD.parent.mkdir(parents=True, exist_ok=True)
+        RECORD.write_text(json.dumps(record, indent=1))
+    except OSError:
+        pass

@@ -44,10 +44,14 @@ def median_time(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1) -
 
 
 def row(benchmark: str, ours: float, reference: float, note: str = "", reference_name: str = "", *,
-        ceiling: float | None = None) -> dict:
-    """One table row from two timings in seconds; ``ceiling``: the largest speed-up (reference / ours) possible."""
-    ref = f"{reference * 1e3:.1f} ms" + (f" ({reference_name})" if reference_name else "")
-    result = {"benchmark": benchmark, "ours": f"{ours * 1e3:.1f} ms", "reference": ref,
+        ceiling: float | None = None, seconds: bool = False) -> dict:
+    """One table row from two timings in seconds; ``ceiling``: the largest speed-up (reference / ours) possible;
+    ``seconds``: shown in s instead of ms (minutes-long rows); an unmeasured ``ours`` (0) is shown as "n/a"."""
+    def shown(value: float) -> str:
+        return "n/a" if value <= 0 else f"{value:.1f} s" if seconds else f"{value * 1e3:.1f} ms"
+
+    ref = shown(reference) + (f" ({reference_name})" if reference_name else "")
+    result = {"benchmark": benchmark, "ours": shown(ours), "reference": ref,
               "ratio": f"{ours / reference:.2f}" if ours > 0 and reference > 0 else "n/a", "note": note}
     if ceiling is not None:
         result["speedup"], result["ceiling"] = reference / ours, ceiling

@@ -43,3 +43,23 @@ def test_naming_one_bench_file_keeps_the_other_sections(tmp_path, monkeypatch):
 @pytest.mark.parametrize("path", sorted(BENCH.glob("bench_*.py")), ids=lambda p: p.stem)
 def test_every_bench_file_defines_run(path):
     assert "\ndef run() -> list[dict]:" in path.read_text()
+
+
+def test_course_rows_come_from_a_whole_passing_make_test_only(tmp_path, monkeypatch):
+    import bench_course
+
+    monkeypatch.setattr(bench_course, "RECORD", tmp_path / "test-run.json")
+    (missing,) = bench_course.run()
+    assert missing["ratio"] == "n/a" and "run make test first" in missing["note"] and run.problems([missing]) == []
+    record = {"date": "2026-12-07 22:00", "commit": "abc1234", "args": ["tests", "notebooks", "-n", "2"],
+              "workers": 2, "threads": "1", "exitstatus": 0, "items": 5000, "wall_seconds": 420.0,
+              "summed_seconds": 800.0, "load": [2.0, 1.9, 1.5], "slowest": [["tests/test_x.py::test_y[a]", 90.0]],
+              "notebooks": {"notebooks/00_intro.ipynb": 12.5, "notebooks/05_style.ipynb": 75.0}}
+    bench_course.RECORD.write_text(__import__("json").dumps(record))
+    whole, intro, style = bench_course.run()
+    assert (whole["ours"], whole["ratio"], intro["ratio"], style["ratio"]) == ("420.0 s", "0.88", "0.21", "1.25")
+    assert "test_x.py::test_y[a] 90 s" in whole["note"] and "abc1234" in whole["note"]
+    for changed in ({"args": ["tests/test_x.py"]}, {"args": ["tests", "notebooks", "-k", "sweep"]}, {"exitstatus": 1}):
+        bench_course.RECORD.write_text(__import__("json").dumps({**record, **changed}))
+        (partial,) = bench_course.run()
+        assert partial["ratio"] == "n/a" and "not measured" in partial["note"], changed
