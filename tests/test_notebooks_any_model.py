@@ -9,7 +9,9 @@ say which model it used. Outputs are not compared (they depend on the model).
 
 from __future__ import annotations
 
+import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -38,7 +40,7 @@ def standin_for(path: Path) -> str:
 
 
 @pytest.fixture(scope="session")  # once per worker, whichever of the classes below it runs
-def standin_home(tmp_path_factory):
+def standin_home(tmp_path_factory) -> Iterator[Callable[[str], Path]]:
     """``home(name)``: a torch home whose hub cache holds only ``name``'s stand-in (so load_pretrained() picks it)."""
     homes: dict[str, Path] = {}
 
@@ -47,7 +49,9 @@ def standin_home(tmp_path_factory):
             homes[name] = tmp_path_factory.mktemp(f"torch-home-{name}")
             write_standins(homes[name], [name])
         return homes[name]
-    return home
+    yield home
+    for folder in homes.values():  # AlexNet's file is 233 MB; pytest would keep three runs' worth per worker
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_some_notebooks_use_the_default_model():
