@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 # The test environment (fast, offline, no network, empty torch hub cache, OMP_NUM_THREADS pinned;
 # TEST_THREADS=1 on a busy machine) is defined once, in tools/testenv.py, and shared with `make refresh`.
 TEST_ENV := $(BIN)/python tools/testenv.py
-# `make test` runs TEST_WORKERS pytest workers side by side (pytest-xdist; each file, and each notebook, stays on one
-# worker) with the cores shared out between them (tools/testenv.py); TEST_WORKERS=1 runs everything in one process.
+# `make test` runs TEST_WORKERS pytest workers side by side (pytest-xdist --dist loadscope: each test file, each
+# notebook's cells, and each test class stays on one worker; tests/test_notebooks_any_model.py has one class per
+# notebook, so those long runs spread over the workers) with the cores shared out between them (tools/testenv.py);
+# TEST_WORKERS=1 runs everything in one process.
 TEST_WORKERS ?= 2
-PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-cell-timeout 600
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 

@@ -47,11 +47,12 @@ def _longest_first(item) -> int:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
-    """On `make test`'s parallel workers (pytest-xdist ``--dist loadfile --no-loadscope-reorder``): longest first.
+    """On `make test`'s parallel workers (pytest-xdist ``--dist loadscope --no-loadscope-reorder``): longest first.
 
-    Each file (a notebook's cells share one kernel) goes to one worker, in the order collected here: the
-    any-model notebook runs, then the notebooks, then the unit tests, so that no long file starts last while
-    the other worker idles. A single process keeps pytest's own order.
+    Each scope goes to one worker, in the order collected here: a notebook's cells (they share one kernel), a test
+    file, or a test class (tests/test_notebooks_any_model.py has one per notebook, so those long runs spread over
+    both workers). The any-model runs come first, then the notebooks, then the unit tests, so that no long unit
+    starts last while the other worker idles. A single process keeps pytest's own order.
     """
     result = yield
     if hasattr(config, "workerinput"):

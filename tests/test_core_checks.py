@@ -57,6 +57,30 @@ def test_check_images_refuses(images, error, match):
         checks.check_images(images)
 
 
+def test_value_checks_read_each_stored_value_once():
+    """The tests' huge photos are expanded (a shape without the memory): checked on their 3 stored values, not the
+    384 million they stand for, and a bad value among the stored ones is still found."""
+    from torch.overrides import TorchFunctionMode
+
+    scanned = []
+
+    class Scans(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("min", "max", "isfinite", "aminmax"):
+                scanned.append(args[0].numel())
+            return func(*args, **(kwargs or {}))
+
+    photo = torch.full((1, 3, 1, 1), 0.5).expand(2, 3, 8000, 8000)
+    with Scans():
+        checks.check_images(photo)
+        checks.check_finite(photo, "maps")
+    assert scanned and max(scanned) == 3, scanned
+    with pytest.raises(ValueError, match=r"\[0, 1\], got min 0.5, max 2"):
+        checks.check_images(torch.tensor([0.5, 2.0]).view(1, 1, 1, 2).expand(4, 3, 5, 2))
+    with pytest.raises(ValueError, match="finite"):
+        checks.check_finite(torch.tensor([0.5, float("inf")]).view(1, 1, 1, 2).expand(4, 3, 5, 2), "maps")
+
+
 def test_check_images_against_the_model():
     model = nn.Conv2d(3, 1, 1)
     checks.check_images(torch.rand(1, 3, 4, 4), model=model)

@@ -5,6 +5,7 @@ outputs as before."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import nbcache  # noqa: E402
 import nbval_runner  # noqa: E402
 
+# the scheduling flags `make test` gives pytest-xdist (the Makefile's PARALLEL), so these runs split work as it does
+MAKE_DIST = re.search(r"-n \$\(TEST_WORKERS\) ([^)]*)\)", (ROOT / "Makefile").read_text()).group(1).split()
 ENV = {"CNN_FAST": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": nbcache.INLINE}
 
 
@@ -129,8 +132,8 @@ def test_nbval_compares_what_it_compared_before_figures_aside():
 
 
 def run_pytest(*notebooks: Path, cache: Path, workers: int = 0) -> subprocess.CompletedProcess:
-    """pytest on ``notebooks``; ``workers`` > 0 as `make test` runs it (pytest-xdist, one file per worker)."""
-    parallel = ["-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder"] if workers else []
+    """pytest on ``notebooks``; ``workers`` > 0 as `make test` runs it (pytest-xdist, each notebook on one worker)."""
+    parallel = ["-n", str(workers), *MAKE_DIST] if workers else []
     command = [sys.executable, "-m", "pytest", *map(str, notebooks), "--nbval-lax", "--nbval-current-env", "-q",
                "-p", "no:cacheprovider", "--keep-executed", str(cache), *parallel]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
