@@ -5,9 +5,11 @@ root conftest.py at the end of every pytest run). Run `make test` on a quiet mac
 note of each row names the run (date, commit, load average at its end). A run that was not the whole `make test`
 (other paths, ``-k``, a failure) is reported as not measured rather than as a time it does not stand for.
 
-The goals (issue 23): `make test` within 8 minutes on a quiet 2-core machine; every notebook within 60 s in fast mode.
-A notebook's time here is the sum of its cells under nbval in `make test`: one thread, while the other worker keeps the
-second core busy, so it is an upper bound for the same notebook with two threads to itself (a student's laptop).
+The goals (issue 23): `make test` within 8 minutes on a quiet 2-core machine; every notebook within 60 s in fast mode
+on two threads. A notebook's time in `make test` is the sum of its cells under nbval with one thread, while the other
+worker keeps the second core busy: an upper bound for the same notebook with two threads to itself (a student's
+laptop). A notebook above the goal by that bound is executed here once more as the goal says (fast mode, offline, two
+threads, kernel start included), and its row shows that time.
 
     python bench/bench_course.py      (prints the rows)
 """
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+
+import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = ROOT / "build" / "test-run.json"
@@ -35,6 +40,18 @@ def whole_run(record: dict) -> str:
     if record.get("exitstatus") != 0:
         return f"the last make test did not pass (exit status {record.get('exitstatus')})"
     return ""
+
+
+def two_threads(path: Path) -> float:
+    """Wall seconds of one fast-mode run of the notebook at ``path`` with two threads (tools/testenv.py's settings)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from nbexec import execute
+    from testenv import test_environment
+
+    env = {**test_environment(), "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    start = time.perf_counter()
+    execute(nbformat.read(path, as_version=4), cwd=path.parent, env=env, name=path.stem, log=None, timeout=1800)
+    return time.perf_counter() - start
 
 
 def run() -> list[dict]:
@@ -58,8 +75,13 @@ def run() -> list[dict]:
                 f"{run_of}; {record['summed_seconds'] / 60:.1f} min of work summed over the workers; slowest items: "
                 f"{slowest}", "goal: 8 minutes", seconds=True)]
     for path, seconds in record["notebooks"].items():
-        rows.append(row(f"notebook {Path(path).stem}, fast mode (nbval in make test, 1 thread)", seconds,
-                        NOTEBOOK_GOAL_SECONDS, f"{run_of}; the other core busy with the other worker",
+        if seconds <= NOTEBOOK_GOAL_SECONDS:
+            rows.append(row(f"notebook {Path(path).stem}, fast mode (nbval in make test, 1 thread)", seconds,
+                            NOTEBOOK_GOAL_SECONDS, f"{run_of}; the other core busy with the other worker: an upper "
+                            "bound for 2 threads", "goal: 60 s", seconds=True))
+            continue
+        rows.append(row(f"notebook {Path(path).stem}, fast mode (2 threads, executed here)", two_threads(ROOT / path),
+                        NOTEBOOK_GOAL_SECONDS, f"kernel start included; {seconds:.0f} s with 1 thread in the {run_of}",
                         "goal: 60 s", seconds=True))
     return rows
 

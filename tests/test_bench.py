@@ -56,8 +56,12 @@ def test_course_rows_come_from_a_whole_passing_make_test_only(tmp_path, monkeypa
               "summed_seconds": 800.0, "load": [2.0, 1.9, 1.5], "slowest": [["tests/test_x.py::test_y[a]", 90.0]],
               "notebooks": {"notebooks/00_intro.ipynb": 12.5, "notebooks/05_style.ipynb": 75.0}}
     bench_course.RECORD.write_text(__import__("json").dumps(record))
+    again = []
+    monkeypatch.setattr(bench_course, "two_threads", lambda path: again.append(path.name) or 54.0)
     whole, intro, style = bench_course.run()
-    assert (whole["ours"], whole["ratio"], intro["ratio"], style["ratio"]) == ("420.0 s", "0.88", "0.21", "1.25")
+    assert (whole["ours"], whole["ratio"], intro["ratio"], style["ratio"]) == ("420.0 s", "0.88", "0.21", "0.90")
+    assert again == ["05_style.ipynb"], "only a notebook over the goal with 1 thread is executed again, with 2"
+    assert "2 threads" in style["benchmark"] and "75 s with 1 thread" in style["note"]
     assert "test_x.py::test_y[a] 90 s" in whole["note"] and "abc1234" in whole["note"]
     for changed in ({"args": ["tests/test_x.py"]}, {"args": ["tests", "notebooks", "-k", "sweep"]}, {"exitstatus": 1}):
         bench_course.RECORD.write_text(__import__("json").dumps({**record, **changed}))
