@@ -41,3 +41,6 @@ def test_model_facts():
     assert state.model_channels(model) == 1 and state.model_dtype(model) == torch.float64
     assert state.model_device(model).type == "cpu"
     assert state.model_channels(nn.Linear(3, 2)) is None and state.model_dtype(nn.ReLU()) is None
+    # no parameters: the first buffer says the device (a batch norm without affine weights), none at all: the CPU
+    assert state.model_device(nn.BatchNorm2d(3, affine=False).to("meta")).type == "meta"
+    assert state.model_device(nn.ReLU()).type == "cpu"

