@@ -7,6 +7,7 @@ from helpers import assert_unchanged, hooks, mixed_mode, randomize_batch_norm, s
 from torch import nn
 
 from cnn_helpers import style
+from cnn_helpers.core.budget import pass_values
 from cnn_helpers.core.memory import CostWarning
 from cnn_helpers.pretrained.models import ImageClassifier, Normalize
 
@@ -245,21 +246,33 @@ def test_style_distance_takes_a_single_layer_name(generator):
 
 
 def test_a_huge_style_image_is_refused_or_warned_about_before_the_forward_pass(generator):
-    """A 2500 px style image upsampled 2x peaked at 9 GiB (issue 20 #4): estimated before any work now."""
+    """A 2500 px style image upsampled 2x peaked at 9 GiB on Lite0 (issue 20 #4): estimated before any work now, for
+    the model at hand (core.budget.check_pass_memory; the tiny model holds far less per pixel than Lite0)."""
     model = tiny_model(generator)
     before, calls = snapshot(model), []
-    huge = torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 2500, 2500)  # a shape without the memory
     handle = model.net[0].register_forward_hook(lambda *_: calls.append(1))
     try:
-        with pytest.raises(ValueError, match=r"style_targets on 1x2500x2500 px \(upsample=2\) would allocate about "
+        with pytest.raises(ValueError, match=r"style_targets on 1x5000x5000 px \(upsample=2\) would allocate about "
                                              r"\d+ GiB; use a smaller image \(resize_to\) or upsample=1"):
-            style.style_targets(model, huge, LAYERS)
-        with pytest.raises(ValueError, match="style_distance's style on 1x4000x4000 px"):  # not upsampled: 9 GiB
+            style.style_targets(model, torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 5000, 5000), LAYERS)
+        with pytest.raises(ValueError, match="style_distance's style on 1x10000x10000 px"):  # not upsampled
             style.style_distance(model, torch.rand(1, 3, 8, 8, generator=generator),
-                                 torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 4000, 4000), layers=LAYERS)
+                                 torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 10_000, 10_000), layers=LAYERS)
     finally:
         handle.remove()
     assert not calls, "the network ran before the refusal"
     assert_unchanged(before, snapshot(model))
-    with pytest.warns(CostWarning, match=r"feature_maps on 1x1500x1500 px \(upsample=1\) would allocate about 3\.\d GiB"):
-        style.feature_maps(model, torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 1500, 1500), LAYERS)
+    with pytest.warns(CostWarning, match=r"feature_maps on 1x4000x4000 px \(upsample=1\) would allocate about \d\.\d GiB"):
+        style.feature_maps(model, torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 4000, 4000), LAYERS)
+
+
+def test_the_memory_estimate_is_core_budgets_with_the_tapped_maps_counted(generator):
+    """Without a graph the taps keep every style layer's map: two passes of core.budget.pass_values; with the graph
+    kept for backward, one pass (which counts every layer's output already)."""
+    model = tiny_model(generator)
+    image = torch.full((1, 3, 1, 1), 0.5).expand(1, 3, 2000, 2000)   # a shape without the memory
+    for graph, copies in ((False, 2), (True, 1)):
+        expected = copies * pass_values(model, torch.empty(1, 3, 4000, 4000, device="meta"), backward=graph) * 4 / 2**30
+        with torch.set_grad_enabled(graph), pytest.warns(CostWarning) as warned:
+            style.style_maps(model, image, LAYERS, upsample=2)
+        assert f"would allocate about {expected:.1f} GiB" in str(warned[0].message), (expected, warned[0].message)

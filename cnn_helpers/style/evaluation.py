@@ -48,7 +48,7 @@ def style_distance(model: nn.Module, images: torch.Tensor, style: torch.Tensor, 
     check_model(model)
     check_images(style, name="style", model=model)
     layers = check_layers(model, layers)
-    check_forward_memory(style, 1, False, "style_distance's style")
+    check_forward_memory(model, style, 1, False, "style_distance's style")
     with evaluating(model):
         maps = feature_maps(model, images, layers)
         reference = tap_layers(model, style, layers)

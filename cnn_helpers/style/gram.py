@@ -27,6 +27,7 @@ import math
 import torch
 from torch import nn
 
+from cnn_helpers.core.budget import check_pass_memory
 from cnn_helpers.core.checks import check_bool, check_finite, check_images, check_int, check_layers, check_model
 from cnn_helpers.core.hooks import record
 from cnn_helpers.core.memory import check_memory
@@ -38,10 +39,12 @@ __all__ = ["gram_matrix", "feature_maps", "style_targets", "style_maps", "style_
 
 PIXELS = "pixels"  # the key of the image itself when it counts as a style "layer" (mean colour, colour covariance)
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (Gram matrix (N, C, C), channel means (N, C))
-# float values alive per input value (after upsampling) during a forward pass to the style layers: without gradients
-# the recorded maps plus a block's live maps (peak RSS, EfficientNet-Lite0: 43); with the graph kept for the backward
-# pass, the sum of all layer outputs (measured on meta: EfficientNet-Lite0 131, ResNet-50 213, VGG-19 208)
-VALUES_PER_INPUT_VALUE = {False: 48, True: 150}
+# A forward pass to the style layers is estimated by core.budget.check_pass_memory (every layer's output counted on
+# meta), counted as TAP_COPIES[graph] passes: without a graph the taps keep every style layer's map on top of the
+# pass's live ones (peak RSS on EfficientNet-Lite0, 1536 px, no gradients: 41.7 values per input value, the estimate
+# 25.0, so 2 passes); with the graph kept, every layer's output is already counted (measured 184 with the backward
+# pass, the estimate 156: within core.budget's stated 0.8-1.4x).
+TAP_COPIES = {False: 2, True: 1}
 
 
 def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tensor:
@@ -192,13 +195,14 @@ def _check_stats(f: torch.Tensor, target: object, name: str) -> None:
                          f"got {_shape(gram)} and {_shape(mean)}")
 
 
-def check_forward_memory(images: torch.Tensor, upsample: int, graph: bool, what: str) -> None:
-    """Warn or refuse (:func:`~cnn_helpers.core.memory.check_memory`) before a forward pass over ``images`` upsampled,
-    keeping the autograd graph (``graph``) or not."""
+def check_forward_memory(model: nn.Module, images: torch.Tensor, upsample: int, graph: bool, what: str) -> None:
+    """Warn or refuse (:func:`~cnn_helpers.core.budget.check_pass_memory`) before a forward pass of ``model`` over
+    ``images`` upsampled, keeping the autograd graph (``graph``) or not (then the tapped maps count as a second pass,
+    :data:`TAP_COPIES`)."""
     n, _, h, w = images.shape
-    values = n * 3 * h * w * upsample**2 * VALUES_PER_INPUT_VALUE[graph]
-    check_memory(values * images.element_size(), f"{what} on {n}x{h}x{w} px (upsample={upsample})",
-                 "use a smaller image (resize_to) or upsample=1")
+    net_input = images.new_empty(1).expand(n * TAP_COPIES[graph], 3, h * upsample, w * upsample)  # a shape, no memory
+    check_pass_memory(model, net_input, f"{what} on {n}x{h}x{w} px (upsample={upsample})", backward=graph,
+                      hint="use a smaller image (resize_to) or upsample=1")
 
 
 def check_map_sizes(maps: dict[str, torch.Tensor], images: torch.Tensor, name: str) -> None:
@@ -218,7 +222,7 @@ def style_maps(model: nn.Module, images: torch.Tensor, layers: list[str] | tuple
     layers = check_layers(model, layers)
     upsample = check_int(upsample, "upsample", maximum=4)
     check_bool(pixels, "pixels")
-    check_forward_memory(images, upsample, torch.is_grad_enabled(), "feature_maps")
+    check_forward_memory(model, images, upsample, torch.is_grad_enabled(), "feature_maps")
     with evaluating(model):
         return unchecked_style_maps(model, images, layers, upsample, pixels)
 
@@ -242,7 +246,7 @@ def style_targets(model: nn.Module, style: torch.Tensor, style_layers: list[str]
     style_layers = check_layers(model, style_layers, "style_layers")
     upsample = check_int(upsample, "upsample", maximum=4)
     centred, pixels = check_bool(centred, "centred"), check_bool(pixels, "pixels")
-    check_forward_memory(style, upsample, False, "style_targets")
+    check_forward_memory(model, style, upsample, False, "style_targets")
     style = style.detach().contiguous()  # channels-last memory gives the same statistics
     with evaluating(model), torch.no_grad():
         maps = tap_layers(model, upsample_by(style, upsample), style_layers)

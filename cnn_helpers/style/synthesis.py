@@ -23,14 +23,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cnn_helpers.core.budget import check_cost, check_steps
+from cnn_helpers.core.budget import check_cost, check_pass_memory, check_steps
 from cnn_helpers.core.checks import (check_bool, check_choice, check_float, check_generator, check_images, check_int,
                                      check_layers, check_model, check_pair)
-from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled
-from cnn_helpers.style.gram import (VALUES_PER_INPUT_VALUE, check_map_sizes, content_loss, style_loss, style_targets, tap_layers,
+from cnn_helpers.style.gram import (check_map_sizes, content_loss, style_loss, style_targets, tap_layers,
                                     unchecked_style_maps, upsample_by)
 
 __all__ = ["style_transfer", "synthesize_texture", "STYLE_OPTIMIZERS", "STARTS"]
@@ -98,10 +97,10 @@ def _check_budget(model: nn.Module, like: torch.Tensor, shapes: list[tuple[int, 
     """Warn or refuse (budget) before optimizing images of ``shapes`` (N, C, H, W) for ``steps`` each, upsampled."""
     evaluations = steps * (1.25 if optimizer == "lbfgs" else 1.0)  # the strong-Wolfe line search evaluates ~1.25x
     biggest = max(shapes, key=lambda s: s[-2] * s[-1])
-    values = biggest[0] * 3 * biggest[-2] * biggest[-1] * upsample**2
-    check_memory(values * VALUES_PER_INPUT_VALUE[True] * like.element_size(), what, "use a smaller size or upsample")
+    net_input = like.new_empty(1).expand(biggest[0], 3, biggest[-2] * upsample, biggest[-1] * upsample)  # a shape
+    check_pass_memory(model, net_input, what, backward=True, hint="use a smaller size or upsample")
     check_steps(evaluations * len(shapes), what, "use fewer steps")
-    net_input = like.new_empty(1).expand(1, 3, biggest[-2] * upsample, biggest[-1] * upsample)  # a shape, no memory
+    net_input = net_input[:1]
     passes = evaluations * sum(n * h * w for n, _, h, w in shapes) / (biggest[-2] * biggest[-1])  # in biggest images
     check_cost(model, net_input, passes, what, backward=True, hint="use fewer steps or a smaller size")
 
