@@ -11,9 +11,9 @@ image; ours runs free between clamps, so its running loss is not the same quanti
 reach the score of the tutorial's image after a fixed number of evaluations, checked at each clamp. If the tutorial's
 loop ends no lower than it started, the row says so instead of a ratio.
 Rows 2 and 3 (issue 23 #3: style transfer at 256 px in <= 30 s on a quiet 2-core machine, with today's quality) time
-faster recipes against the default one (L-BFGS 150 steps, the input upsampled 2x), in the same run, as CPU seconds of
-this process (``time.process_time``, 2 threads; on a loaded machine wall time says little, and CPU s / 1.7 estimates
-a quiet machine's wall time). Quality of every recipe is measured by networks the loss does not use: the fraction of
+faster recipes against the default one (L-BFGS 150 steps, the input upsampled 2x), in the same run, in wall-clock
+seconds with 2 threads (the CPU seconds of this process beside them: on a loaded machine wall time says little);
+row 4 is the default recipe's time against the goal. Quality of every recipe is measured by networks the loss does not use: the fraction of
 the style gap left under EfficientNet-Lite2 (never optimized on) and the rank of the content's class under Lite0 (the
 notebook asks for the top 5). The candidates: fewer steps with the upsampled input, and the plain recipe without
 upsampling (about 4x cheaper per evaluation, but the stride-2 stem's checkerboard costs the cat its class).
@@ -114,7 +114,8 @@ RECIPES = {"fewer steps (40), upsampled 2x": dict(steps=40), "no upsampling, 100
 
 
 def recipe_rows(pre, judge, content, style) -> list[dict]:
-    """Rows 2 and 3: each candidate recipe against the default one, CPU seconds and independent quality of both."""
+    """Rows 2-4: each candidate recipe against the default one, and the default against the goal (wall seconds),
+    with the independent quality of each."""
     model = pre.model
     with torch.no_grad():
         cat_class = model(content).argmax(dim=1).item()
@@ -122,22 +123,25 @@ def recipe_rows(pre, judge, content, style) -> list[dict]:
     before = style_distance(judge.model, content, style, layers=layers)
     measured = {}
     for name, options in [*RECIPES.items(), ("default", {})]:  # the candidates first: a cut-short run still says them
-        start = time.process_time()
+        start, cpu = time.perf_counter(), time.process_time()
         image, history = style_transfer(model, content, style, style_layers=pre.info.style_layers,
                                         content_layers=pre.info.content_layers, **options)
-        seconds = time.process_time() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         gap = (style_distance(judge.model, image, style, layers=layers) / before).item()
         rank = class_rank(model, image, cat_class)[0].item()
-        measured[name] = (seconds, gap, rank, len(history["loss"]))
-        print(f"  {name}: {seconds:.1f} CPU s, {measured[name][3]} evaluations, style gap left {gap:.0%}, rank {rank}",
-              flush=True)
+        measured[name] = (seconds, gap, rank, len(history["loss"]), cpu)
+        print(f"  {name}: {seconds:.1f} s ({cpu:.1f} CPU s), {measured[name][3]} evaluations, style gap left "
+              f"{gap:.0%}, rank {rank}", flush=True)
     ref = measured["default"]
-    return [row(f"style transfer {LARGE} px: {name} vs the default recipe (CPU s)", t, ref[0],
+    rows = [row(f"style transfer {LARGE} px: {name} vs the default recipe", t, ref[0],
                 f"quality under networks the loss does not use: {gap:.0%} of the style gap left under Lite2, the cat's "
                 f"class at rank {rank} (default: {ref[1]:.0%}, rank {ref[2]}); {n} vs {ref[3]} evaluations; "
-                f"{t / 1.7:.0f} s estimated on a quiet 2-core machine (goal <= 30 s, and rank <= 5)",
-                "default: L-BFGS 150 steps, upsampled 2x")
-            for name, (t, gap, rank, n) in measured.items() if name != "default"]
+                f"{cpu:.0f} vs {ref[4]:.0f} CPU s (goal <= 30 s with rank <= 5 and the default's quality)",
+                "default: L-BFGS 150 steps, upsampled 2x", seconds=True)
+            for name, (t, gap, rank, n, cpu) in measured.items() if name != "default"]
+    return rows + [row(f"style transfer {LARGE} px: the default recipe (L-BFGS 150 steps, upsampled 2x) vs the goal",
+                       ref[0], 30.0, f"{ref[1]:.0%} of the style gap left under Lite2, the cat's class at rank "
+                       f"{ref[2]}; {ref[3]} evaluations, {ref[4]:.0f} CPU s", "goal: 30 s", seconds=True)]
 
 
 def run() -> list[dict]:
