@@ -96,11 +96,12 @@ def _commit() -> str:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    """The run's wall time, slowest items and time per notebook, for bench/bench_course.py (not on xdist workers,
-    not for a pytest run nested in a test: those use other folders than tests/ and notebooks/)."""
+    """The run's wall time, slowest items and time per notebook, for bench/bench_course.py: only for a run of
+    tests/ and notebooks/ (`make test`; not on xdist workers, not for a pytest run nested in a test)."""
     config = session.config
-    if hasattr(config, "workerinput") or not _items:
-        return
+    paths = {Path(a).name for a in config.invocation_params.args if not a.startswith("-")}
+    if hasattr(config, "workerinput") or not _items or not {"tests", "notebooks"} <= paths:
+        return  # only `make test` (tests/ and notebooks/) is recorded: `make unit` or `make test-ui` leave it
     slowest = sorted(_items.items(), key=lambda kv: -kv[1])[:10]
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "args": list(config.invocation_params.args),

@@ -67,3 +67,24 @@ def test_course_rows_come_from_a_whole_passing_make_test_only(tmp_path, monkeypa
         bench_course.RECORD.write_text(__import__("json").dumps({**record, **changed}))
         (partial,) = bench_course.run()
         assert partial["ratio"] == "n/a" and "not measured" in partial["note"], changed
+
+
+def test_only_a_run_of_tests_and_notebooks_leaves_its_record(tmp_path, monkeypatch):
+    """`make test-ui` or `make unit` after `make test` must not replace the record bench_course reports."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_conftest", BENCH.parent / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    monkeypatch.setattr(conftest, "RECORD", tmp_path / "test-run.json")
+    conftest._items["tests/test_x.py::test_y"] = 1.5
+
+    def session(*args):
+        config = types.SimpleNamespace(invocation_params=types.SimpleNamespace(args=args),
+                                       getoption=lambda name, default=None: default)
+        return types.SimpleNamespace(config=config)
+
+    conftest.pytest_sessionfinish(session("tools/ui_test.py", "-v"), 0)
+    assert not conftest.RECORD.exists()
+    conftest.pytest_sessionfinish(session("tests", "notebooks", "-n", "2"), 0)
+    assert __import__("json").loads(conftest.RECORD.read_text())["slowest"] == [["tests/test_x.py::test_y", 1.5]]
