@@ -1,4 +1,4 @@
-"""From-scratch AlexNet, VGG-16 and ResNet-50 (cnn_helpers.architectures) vs torchvision's.
+"""From-scratch AlexNet, VGG-16 and ResNet-50 (cnn_helpers.nets) vs torchvision's.
 
 Same random weights (torchvision's state_dict loaded with strict=True), same 224 px input: the outputs
 must match, and the time ratio shows whether writing the networks out readably costs speed.
@@ -35,7 +35,7 @@ def run() -> list[dict]:
     generator = torch.Generator().manual_seed(0)
     for name, batches in CASES:
         reference = torchvision.models.get_model(name, weights=None).eval()
-        ours = getattr(architectures, name)().eval()
+        ours = getattr(nets, name)().eval()
         ours.load_state_dict(reference.state_dict(), strict=True)
         for batch in batches:
             x = torch.randn(batch, 3, 224, 224, generator=generator)
