@@ -23,6 +23,7 @@ import ctypes
 import os
 import time
 import warnings
+from copy import deepcopy
 from pathlib import Path
 from typing import Callable
 
@@ -91,9 +92,9 @@ def _occlusion_model(name: str) -> tuple[torch.nn.Module, str]:
 def _folded(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, bool]:
     """A copy with each BatchNorm2d that directly follows a Conv2d (registration order) folded into it, if the copy
     computes the same scores as ``model`` (to 1e-4 of their range); else ``model`` itself."""
-    copy = __import__("copy").deepcopy(model).eval()
+    folded_model = deepcopy(model).eval()
     folded = 0
-    for parent in copy.modules():
+    for parent in folded_model.modules():
         names = list(parent._modules)
         for a, b in zip(names, names[1:]):
             conv, bn = parent._modules[a], parent._modules[b]
@@ -101,9 +102,9 @@ def _folded(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, bool]:
                 parent._modules[a], parent._modules[b] = fuse_conv_bn_eval(conv, bn), nn.Identity()
                 folded += 1
     with torch.no_grad():
-        want, got = model(x), copy(x)
+        want, got = model(x), folded_model(x)
     same = (got - want).abs().max().item() <= 1e-4 * (want.max() - want.min()).item()
-    return (copy, True) if folded and same else (model, False)
+    return (folded_model, True) if folded and same else (model, False)
 
 
 def _captum_occlusion(model: torch.nn.Module, x: torch.Tensor, target: int, window: int, stride: int, per_eval: int):

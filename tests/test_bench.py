@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_course_rows_come_from_a_whole_passing_make_test_only(tmp_path, monkeypa
               "workers": 2, "threads": "1", "exitstatus": 0, "items": 5000, "wall_seconds": 420.0,
               "summed_seconds": 800.0, "load": [2.0, 1.9, 1.5], "slowest": [["tests/test_x.py::test_y[a]", 90.0]],
               "notebooks": {"notebooks/00_intro.ipynb": 12.5, "notebooks/05_style.ipynb": 75.0}}
-    bench_course.RECORD.write_text(__import__("json").dumps(record))
+    bench_course.RECORD.write_text(json.dumps(record))
     again = []
     monkeypatch.setattr(bench_course, "two_threads", lambda path: again.append(path.name) or 54.0)
     whole, intro, style = bench_course.run()
@@ -64,7 +65,7 @@ def test_course_rows_come_from_a_whole_passing_make_test_only(tmp_path, monkeypa
     assert "2 threads" in style["benchmark"] and "75 s with 1 thread" in style["note"]
     assert "test_x.py::test_y[a] 90 s" in whole["note"] and "abc1234" in whole["note"]
     for changed in ({"args": ["tests/test_x.py"]}, {"args": ["tests", "notebooks", "-k", "sweep"]}, {"exitstatus": 1}):
-        bench_course.RECORD.write_text(__import__("json").dumps({**record, **changed}))
+        bench_course.RECORD.write_text(json.dumps({**record, **changed}))
         (partial,) = bench_course.run()
         assert partial["ratio"] == "n/a" and "not measured" in partial["note"], changed
 
@@ -87,4 +88,4 @@ def test_only_a_run_of_tests_and_notebooks_leaves_its_record(tmp_path, monkeypat
     conftest.pytest_sessionfinish(session("tools/ui_test.py", "-v"), 0)
     assert not conftest.RECORD.exists()
     conftest.pytest_sessionfinish(session("tests", "notebooks", "-n", "2"), 0)
-    assert __import__("json").loads(conftest.RECORD.read_text())["slowest"] == [["tests/test_x.py::test_y", 1.5]]
+    assert json.loads(conftest.RECORD.read_text())["slowest"] == [["tests/test_x.py::test_y", 1.5]]

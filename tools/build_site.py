@@ -133,14 +133,19 @@ Each notebook's lecture slides (1280 × 720, offline) are in <code>build/slides/
     return index
 
 
+def add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """How the notebooks are executed, shared by the site and the slides: --full, --online, --no-execute, --fresh."""
+    parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
+    parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
+    parser.add_argument("--no-execute", action="store_true", help="the stored notebooks, not executed")
+    parser.add_argument("--fresh", action="store_true", help="execute even where a current run is kept")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--student", action="store_true", help="the student site: exercises blank, no solutions")
-    parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
-    parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
-    parser.add_argument("--no-execute", action="store_true", help="convert the stored notebooks without running them")
-    parser.add_argument("--fresh", action="store_true", help="execute even where a current run is kept")
+    add_execution_options(parser)
     parser.add_argument("--out", type=Path, help="default: build/site (build/site-student with --student)")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "build" / ("site-student" if args.student else "site")

@@ -25,7 +25,7 @@ from nbconvert import SlidesExporter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nbcache  # noqa: E402
 import slides  # noqa: E402
-from build_site import COURSE, site_environment, title_and_goals  # noqa: E402
+from build_site import COURSE, add_execution_options, site_environment, title_and_goals  # noqa: E402
 from site_assets import MATHJAX_FONTS, AssetsMissing, install_slides_into  # noqa: E402
 from slide_deck import SLOW_SECONDS, deck  # noqa: E402
 from testenv import ROOT  # noqa: E402
@@ -128,10 +128,7 @@ def build(paths: list[Path], out: Path, *, env: dict[str, str] | None, fresh: bo
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
-    parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
-    parser.add_argument("--online", action="store_true", help="allow downloads and your own torch hub cache")
-    parser.add_argument("--no-execute", action="store_true", help="the stored notebooks, not executed")
-    parser.add_argument("--fresh", action="store_true", help="execute even where a current run is kept")
+    add_execution_options(parser)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -25,7 +25,7 @@ TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 import build_slides  # noqa: E402
 from testenv import ROOT  # noqa: E402
-from ui_test import KERNEL_IDLE, LOCAL, NOTEBOOK, browser, chromium, lab, run_all  # noqa: E402,F401
+from ui_test import KERNEL_IDLE, LOCAL, NOTEBOOK, browser, chromium, lab, offline_page, run_all  # noqa: E402,F401
 
 SLIDES = ROOT / "build" / "slides"
 SHOTS = SLIDES / "shots"
@@ -88,15 +88,7 @@ def built(request) -> dict[str, dict]:
 
 @pytest.fixture
 def projector(browser):
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    outside: list[str] = []
-    context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: (outside.append(route.request.url),
-                                                                             route.abort()))
-    opened = context.new_page()
-    opened.on("request", lambda r: None if r.url.startswith(LOCAL) else outside.append(r.url))
-    opened.outside = outside
-    yield opened
-    context.close()
+    yield from offline_page(browser, WIDTH, HEIGHT)
 
 
 def visit(page, deck: Path) -> list[dict]:

@@ -81,9 +81,10 @@ def browser():
         launched.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1300, "height": 950})
+def offline_page(browser, width: int, height: int):
+    """A page of ``width`` x ``height`` whose requests to other hosts are aborted and listed in ``page.outside``
+    (a generator for a fixture: yields the page, then closes its context)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     outside: list[str] = []
     context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: (outside.append(route.request.url),
                                                                              route.abort()))
@@ -92,6 +93,11 @@ def page(browser):
     opened.outside = outside
     yield opened
     context.close()
+
+
+@pytest.fixture
+def page(browser):
+    yield from offline_page(browser, 1300, 950)
 
 
 def free_port() -> int:
