@@ -158,6 +158,23 @@ def test_recomputed_macs_of_one_convolution_by_hand():
     assert plan.ceiling() == pytest.approx((25 + 1) * full / (full + 25 * recomputed))
 
 
+def test_values_written_by_hand_and_the_ceiling_by_them():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    plan = occlusion_plan(net, images(1, 20, 20), window=4, stride=4)
+    full, recomputed = plan.values()
+    assert full == 4 * 20 * 20 + 4 + 4  # the convolution's map, the pooled (4, 1, 1) and the flattened (4,)
+    assert recomputed == 4 * 6 * 6 + 4 + 4  # 6 x 6 outputs of the map; after pooling everything
+    assert plan.ceiling(by="values") == pytest.approx((25 + 1) * full / (full + 25 * recomputed))
+    with pytest.raises(ValueError, match="by must be one of 'macs', 'values'"):
+        plan.ceiling(by="flops")
+
+
+def test_on_efficientnet_lite0_the_values_allow_more_than_the_macs(models):
+    # late 1 x 1 convolutions on 7 x 7 maps hold most MACs and are recomputed whole; early maps hold most values
+    plan = occlusion_plan(models["efficientnet_lite0"], images(1, 224, 224), window=32, stride=16)
+    assert plan.ceiling(by="values") > 2 * plan.ceiling()
+
+
 def test_ceiling_of_efficientnet_lite0_at_224(models):
     plan = occlusion_plan(models["efficientnet_lite0"], images(1, 224, 224), window=32, stride=16)
     assert len(plan.windows) == 169 and plan.ceiling() == pytest.approx(1.54, abs=0.01)

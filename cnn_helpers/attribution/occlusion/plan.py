@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from cnn_helpers.attribution.occlusion.graph import Graph, Step
-from cnn_helpers.core.checks import check_pair
+from cnn_helpers.core.checks import check_choice, check_pair
 
 __all__ = ["Region", "Plan", "make_plan", "window_offsets", "window_grid"]
 
@@ -86,9 +86,25 @@ class Plan:
         """(multiply-accumulates of one whole forward pass, of one window's recomputation), per image."""
         return sum(s.macs for s in self.graph.steps), sum(self.step_macs(s) for s in self.graph.steps)
 
-    def ceiling(self) -> float:
-        """Work of plain batches / work of this plan: (windows + 1) whole passes / (1 + windows x recomputation)."""
-        full, recomputed = self.macs()
+    def step_values(self, step: Step) -> int:
+        """Output values that one window's recomputation writes in ``step`` (per image): its rectangle's, or all."""
+        total = math.prod(step.shape)
+        region = self.regions.get(step.name)
+        return total if region is None else total * region.h * region.w // (region.size[0] * region.size[1])
+
+    def values(self) -> tuple[int, int]:
+        """(output values every step writes in one whole forward pass, in one window's recomputation), per image."""
+        return sum(math.prod(s.shape) for s in self.graph.steps), sum(self.step_values(s) for s in self.graph.steps)
+
+    def ceiling(self, *, by: str = "macs") -> float:
+        """Work of plain batches / work of this plan: (windows + 1) whole passes / (1 + windows x recomputation).
+
+        ``by="macs"`` counts multiply-accumulates (the bound where arithmetic sets the time: VGG, ResNet),
+        ``by="values"`` the values written (where moving memory does: depthwise and element-wise layers). If a
+        pass takes ``a * MACs + b * values`` seconds for any ``a, b >= 0``, its speed-up is at most the larger of the
+        two (the mediant inequality).
+        """
+        full, recomputed = {"macs": self.macs, "values": self.values}[check_choice(by, "by", ("macs", "values"))]()
         return (len(self.windows) + 1) * full / (full + len(self.windows) * recomputed)
 
     def layers(self) -> list[tuple[str, int, int]]:
