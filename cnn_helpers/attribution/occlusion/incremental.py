@@ -301,7 +301,8 @@ def occlusion_plan(model: nn.Module, images: torch.Tensor, *, window: int | tupl
 
     Returns:
         A :class:`Plan`: ``windows`` (their top-left corners), ``region(layer, index)``, ``layers()``, ``macs()``,
-        ``ceiling()`` (the speed-up over plain batches that counting multiply-accumulates allows).
+        ``values()``, ``ceiling(by="macs")`` (the speed-up over plain batches that counting multiply-accumulates, or
+        with ``by="values"`` the values written, allows).
 
     Raises:
         UnsupportedModel: (a ValueError) the model cannot be traced, or its traced graph disagrees with it.
