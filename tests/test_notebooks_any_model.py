@@ -10,9 +10,9 @@ What this covers: every cell of the notebook runs, with the stand-in's layer nam
 through the same code paths as with the course's model. What it does not: the notebooks' asserts on results (they
 need trained weights and run only when ``pre.verified``), and the loop counts of fast mode: the runs set
 ``CNN_SMOKE=1``, so wherever a notebook gives ``by_mode`` a ``smoke=`` value (fewer seeds or steps for loops whose
-results only those asserts read; 03: 6 steps per deletion/insertion curve, 07: 2 seeds and 10 training steps per
-method) that value is used. The nbval run of
-each notebook (tests run on notebooks/) executes the full fast-mode loops with the course's model.
+results only those asserts read; 03: 6 steps per deletion/insertion curve, 06: 3 PGD steps per ε-curve point,
+07: 2 seeds and 10 training steps per method) that value is used. The nbval run of each notebook (tests run on
+notebooks/) executes the full fast-mode loops with the course's model.
 """
 
 from __future__ import annotations
