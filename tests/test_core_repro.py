@@ -58,6 +58,30 @@ def test_fast_and_offline_switches(monkeypatch, raw, expected):
     assert repro.by_mode(fast="small", full="big") == ("small" if expected else "big")
 
 
+@pytest.mark.parametrize("fast, smoke, expected", [("1", "1", "smoke"), ("1", "", "fast"), ("1", "0", "fast"),
+                                                     ("0", "1", "full"), ("0", "", "full")])
+def test_by_mode_takes_the_smoke_value_only_in_a_fast_smoke_run(monkeypatch, fast, smoke, expected):
+    monkeypatch.setenv("CNN_FAST", fast)
+    monkeypatch.setenv("CNN_SMOKE", smoke)
+    assert repro.smoke_mode() is (expected == "smoke")
+    assert repro.by_mode(fast="fast", full="full", smoke="smoke") == expected
+    assert repro.by_mode(fast="fast", full="full") == ("full" if fast == "0" else "fast")   # no smoke value: fast's
+
+
+def test_a_smoke_value_may_be_none_or_falsy(monkeypatch):
+    monkeypatch.setenv("CNN_FAST", "1")
+    monkeypatch.setenv("CNN_SMOKE", "1")
+    assert repro.by_mode(fast=[0, 1, 2], full=[0], smoke=None) is None
+    assert repro.by_mode(fast=3, full=5, smoke=0) == 0
+
+
+def test_unreadable_smoke_switch_names_the_variable(monkeypatch):
+    monkeypatch.setenv("CNN_FAST", "1")
+    monkeypatch.setenv("CNN_SMOKE", "short")
+    with pytest.raises(ValueError, match="CNN_SMOKE"):
+        repro.by_mode(fast=1, full=2, smoke=0)
+
+
 def test_fast_mode_default_follows_the_device(monkeypatch):
     monkeypatch.delenv("CNN_FAST", raising=False)
     monkeypatch.delenv("CNN_OFFLINE", raising=False)

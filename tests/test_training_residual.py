@@ -1,11 +1,12 @@
 """Tests for cnn_helpers.training.residual (notebook 02): gradient sizes, the identity extension, and the
 degradation claim itself.
 
-The last test trains on MNIST-5k for three seeds (about 45 s on 2 cores): the degradation claim
-of notebook 02 must not rest on one lucky seed.
+The last test trains on MNIST-5k for seeds 1 and 2 (notebook 02 runs seed 0): the degradation claim of
+notebook 02 must not rest on one lucky seed.
 """
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,13 +117,24 @@ def test_identity_extension_bad_input():
 # ---- the degradation claim, three seeds -------------------------------------------------------
 
 def test_degradation_holds_for_three_seeds():
-    """Recipe of notebook 02 (fast mode): MNIST-5k at 14x14, 3 epochs, same optimizer for every net."""
+    """Recipe of notebook 02 (fast mode): MNIST-5k at 14x14, 3 epochs, same optimizer for every net.
+
+    Seed 0 is notebook 02's own fast-mode run (the same nets, recipe and seed; asserted there with 5-point margins,
+    and run by the notebook tests), so this test trains seeds 1 and 2: three seeds in all, none trained twice. Only
+    the final training error is read, so the whole set is evaluated once, at the end (``eval_every=steps``; the
+    training itself is unchanged).
+    """
+    source = (Path(__file__).resolve().parent.parent / "notebooks" / "02_residual_gradients.ipynb").read_text()
+    for recipe in ("load_mnist(size=14)", "DEPTHS = by_mode(fast=(8, 20, 32)", "SEEDS = by_mode(fast=[0]",
+                   "steps = 3 * (len(images) // 128)", "fit(model, images, labels, steps=steps"):
+        assert recipe in source, f"notebook 02 no longer runs seed 0 of this recipe ({recipe}): add seed 0 back here"
     images, labels = load_mnist(size=14)
     steps = 3 * (len(images) // 128)
-    for seed in (0, 1, 2):
+    for seed in (1, 2):
         errors = {}
         for name, build, depth in (("plain8", plain_net, 8), ("plain32", plain_net, 32), ("res32", residual_net, 32)):
             generator = seed_everything(seed)
-            errors[name] = fit(build(depth), images, labels, steps=steps, generator=generator).final_error
+            errors[name] = fit(build(depth), images, labels, steps=steps, eval_every=steps,
+                               generator=generator).final_error
         assert errors["plain32"] > errors["plain8"] + 0.03, (seed, errors)
         assert errors["res32"] < errors["plain32"] - 0.03, (seed, errors)

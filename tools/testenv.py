@@ -41,7 +41,7 @@ def test_environment(root: Path = ROOT) -> dict[str, str]:
     path = [str(root), str(root / "tools" / "netblock")]
     return {
         "CNN_FAST": "1", "CNN_OFFLINE": "1", "CNN_BLOCK_NETWORK": "1", "CNN_MODEL": "", "CNN_VERIFY_WEIGHTS": "",
-        "CNN_DATA_DIR": "", "MPLBACKEND": "Agg", "TORCH_HOME": str(root / "build" / "torch-home"),
+        "CNN_DATA_DIR": "", "CNN_SMOKE": "", "MPLBACKEND": "Agg", "TORCH_HOME": str(root / "build" / "torch-home"),
         "HF_HOME": str(root / "build" / "hf-home"),
         "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": threads(), "MKL_NUM_THREADS": threads(),
         "PYTHONHASHSEED": "0", "TQDM_DISABLE": "1",

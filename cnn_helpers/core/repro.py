@@ -16,7 +16,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "check_device", "fast_mode", "offline_mode", "by_mode", "describe_setup", "model_choice",
+__all__ = ["seed_everything", "get_device", "check_device", "fast_mode", "smoke_mode", "offline_mode", "by_mode",
+           "describe_setup", "model_choice",
            "verify_weights", "data_dir_override", "SWITCHES"]
 
 SWITCHES = {
@@ -26,9 +27,11 @@ SWITCHES = {
     "CNN_MODEL": "the model load_pretrained() returns; unset: the registry's preference order",
     "CNN_VERIFY_WEIGHTS": "0 = skip the SHA-256 check of cached torchvision weights (stand-in weights in tests)",
     "CNN_DATA_DIR": "folder with the course's own image files; unset: data/ in the repository",
+    "CNN_SMOKE": "1 = in fast mode, the smoke= values of by_mode (fewer seeds/steps; only the tests' stand-in runs)",
 }
 
 T = TypeVar("T")
+_FAST_VALUE = object()  # by_mode's default smoke value: the fast one
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -152,12 +155,29 @@ def data_dir_override() -> str | None:
     return os.environ.get("CNN_DATA_DIR", "").strip() or None
 
 
-def by_mode(fast: T, full: T) -> T:
-    """Pick the fast-mode or the full-mode value of a setting.
+def smoke_mode() -> bool:
+    """True when ``CNN_SMOKE=1`` in fast mode: a run that checks every cell runs, not what the cells find.
+
+    The test suite sets it for its runs with random-weight stand-ins (tests/test_notebooks_any_model.py), where the
+    notebooks' asserts on results are off (``Pretrained.verified`` is False); a notebook then shortens the loops
+    whose results only those asserts read (``by_mode(..., smoke=...)``).
+    """
+    return bool(_env_flag("CNN_SMOKE")) and fast_mode()
+
+
+def by_mode(fast: T, full: T, *, smoke: T = _FAST_VALUE) -> T:  # type: ignore[assignment]
+    """Pick the fast-mode or the full-mode value of a setting (or its smoke-run value, see :func:`smoke_mode`).
+
+    Args:
+        fast, full: The values for fast and full mode.
+        smoke: The value in a smoke run (``CNN_SMOKE=1``, fast mode): fewer seeds or steps, only where no assert
+            that runs with stand-in weights depends on them. Default: the fast value.
 
     Example:
         >>> steps = by_mode(fast=20, full=200)
     """
+    if smoke is not _FAST_VALUE and smoke_mode():
+        return smoke
     return fast if fast_mode() else full
 
 
