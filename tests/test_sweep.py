@@ -38,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cnn_helpers import adversarial, attribution, featurevis, nets, pretrained, style, training  # noqa: E402
-from cnn_helpers.core import data, exercises, hooks, plotting, repro  # noqa: E402
+from cnn_helpers.core import data, exercises, fold, hooks, plotting, repro  # noqa: E402
 
 CLASSES = 5
 
@@ -221,6 +221,8 @@ SWEEP: list[Entry] = [
     # an empty list records nothing: gradient ascent on the logits alone runs the model as usual
     entry(hooks.record, model=MODEL, layers=["2", "4"], kinds={"stop": "bool", "inputs": "bool"},
           expect={"layers:empty": "any"}),
+    # no layers: the model's output is compared (style transfer folds a copy, notebook 05)
+    entry(fold.fold_batch_norm, model=MODEL, images=IMAGES, layers=["2", "4"], expect={"layers:empty": "any"}),
     entry(featurevis.activations, model=MODEL, images=IMAGES, layers=["2", "4"]),
     entry(featurevis.first_conv, model=MODEL),
     entry(featurevis.first_layer_filters, model=MODEL),

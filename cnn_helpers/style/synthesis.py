@@ -26,6 +26,7 @@ from torch import nn
 from cnn_helpers.core.budget import check_cost, check_pass_memory, check_steps
 from cnn_helpers.core.checks import (check_bool, check_choice, check_float, check_generator, check_images, check_int,
                                      check_layers, check_model, check_pair)
+from cnn_helpers.core.fold import fold_batch_norm
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled
@@ -174,6 +175,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
     with evaluating(model), grad_enabled():
         # normal tensors even when the caller is in inference mode; channels-last memory gives the same result
         content = content.detach().clone(memory_format=torch.contiguous_format)
+        # the same network, cheaper: batch norm folded into the convolutions of a frozen copy (float rounding apart)
+        model = fold_batch_norm(model, upsample_by(content[:1], upsample), layers=layers)
         targets = style_targets(model, style.detach().clone(), style_layers, centred=centred, upsample=upsample,
                                 pixels=pixels)
         with torch.no_grad():
