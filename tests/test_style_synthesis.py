@@ -219,3 +219,20 @@ def test_batch_norm_is_folded_in_a_copy_that_gives_the_same_image_and_the_model_
     monkeypatch.setattr(synthesis, "fold_batch_norm", lambda net, images, **options: net)
     plain, _ = run(model, content, style_image, style_layers=["net.2", "net.5"], content_layers=["net.5"], steps=10)
     torch.testing.assert_close(folded, plain, rtol=0, atol=1e-4)
+
+
+def test_coarse_to_fine_optimizes_halved_images_first_then_the_full_size(generator):
+    model = tiny_model(generator)
+    content, style_image = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    seen = []
+    image, history = run(model, content, style_image, octaves=2, coarse_steps=4, steps=2, clamp_every=2,
+                         callback=lambda done, im: seen.append((done, tuple(im.shape[-2:]))))
+    assert seen == [(2, (8, 8)), (4, (8, 8)), (2, (16, 16))]
+    assert image.shape == content.shape and 0 <= image.min() and image.max() <= 1
+    assert history["seconds"] == sorted(history["seconds"]) and len(history["loss"]) >= 6
+    one, _ = run(model, content, style_image, octaves=1, coarse_steps=4, steps=2)
+    assert torch.equal(one, run(model, content, style_image, steps=2)[0]), "one octave: coarse_steps is not used"
+    with pytest.raises(ValueError, match=r"content halved 2x \(octaves=3\) of 2x2 px is too small for layer 'net.3'"):
+        run(model, content[..., :8, :8], style_image, octaves=3, upsample=1)
+    with pytest.raises(ValueError, match="coarse_steps must be"):
+        run(model, content, style_image, octaves=2, coarse_steps=0)

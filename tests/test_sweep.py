@@ -289,8 +289,9 @@ SWEEP: list[Entry] = [
           optimizer="adam", generator=GEN,
           kinds={"content": "images", "style": "images", "style_layers": "layers", "content_layers": "layers",
                  "content_weight": "float0", "lr": "float+", "upsample": "int+", "clamp_every": "int+",
-                 "centred": "bool", "pixels": "bool"},
-          expect={"content:3-d": "any", "style:3-d": "any", "lr:none": "any"}),  # lr=None: the optimizer's own lr
+                 "centred": "bool", "pixels": "bool", "octaves": "int+", "coarse_steps": "count"},
+          # lr=None: the optimizer's own lr; coarse_steps is not used with one octave
+          expect={"content:3-d": "any", "style:3-d": "any", "lr:none": "any", "coarse_steps:huge": "any"}),
     entry(style.style_distance, model=MODEL, images=IMAGES, style=Fresh(lambda: tiny_images()[:1]),
           layers=["2", "5"], kinds={"style": "images"}, expect={"style:3-d": "any"}),
     entry(style.class_rank, model=MODEL, images=IMAGES, target=TARGET),
