@@ -10,18 +10,22 @@ image; ours runs free between clamps, so its running loss is not the same quanti
 (strong-Wolfe L-BFGS, a forward pass that stops after the last tapped layer, clamped every 20 iterations) needs to
 reach the score of the tutorial's image after a fixed number of evaluations, checked at each clamp. If the tutorial's
 loop ends no lower than it started, the row says so instead of a ratio.
-Rows 2 and 3 (issue 23 #3: style transfer at 256 px in <= 30 s on a quiet 2-core machine, with today's quality) time
-faster recipes against the default one (L-BFGS 150 steps, the input upsampled 2x), in the same run, in wall-clock
-seconds with 2 threads (the CPU seconds of this process beside them: on a loaded machine wall time says little);
-row 4 is the default recipe's time against the goal. Quality of every recipe is measured by networks the loss does not use: the fraction of
-the style gap left under EfficientNet-Lite2 (never optimized on) and the rank of the content's class under Lite0 (the
-notebook asks for the top 5). The candidates: fewer steps with the upsampled input, and the plain recipe without
-upsampling (about 4x cheaper per evaluation, but the stride-2 stem's checkerboard costs the cat its class).
+The recipe rows (issue 23 #3: style transfer at 256 px in <= 30 s on a quiet 2-core machine, with the quality of
+before) time each candidate against the recipe before that issue (L-BFGS 150 steps, the input upsampled 2x, on the
+model as it is), in the same run, in wall-clock seconds with 2 threads (the CPU seconds of this process beside them:
+on a loaded machine wall time says little); the last row is the default recipe's time against the goal. The
+candidates run on the copy style_transfer now makes (batch norm folded into the convolutions: the same image up to
+float rounding, the row says how far): the same recipe, fewer steps with the upsampled input, the plain recipe without
+upsampling (about 4x cheaper per evaluation, but the stride-2 stem's checkerboard costs the cat its class), and coarse
+to fine (most iterations at half the size, a quarter of the pixels, then a few at full size). Quality of every recipe
+is measured by networks the loss does not use: the fraction of the style gap left under EfficientNet-Lite2 (never
+optimized on), the rank of the content's class under Lite0 (the notebook asks for the top 5) and SSIM to the photo.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager, nullcontext
 
 import torch
 from run import row
@@ -29,7 +33,8 @@ from torch import nn
 
 from cnn_helpers.core.data import load_image, resize
 from cnn_helpers.pretrained.models import load_pretrained
-from cnn_helpers.style.evaluation import class_rank, style_distance
+from cnn_helpers.style import synthesis
+from cnn_helpers.style.evaluation import class_rank, ssim, style_distance
 from cnn_helpers.style.gram import content_loss, feature_maps, style_loss, style_targets
 from cnn_helpers.style.synthesis import style_transfer
 
@@ -110,38 +115,62 @@ def time_to_reach(model, content, style, s_layers, c_layers) -> dict:
                "PyTorch tutorial loop")
 
 
-RECIPES = {"fewer steps (40), upsampled 2x": dict(steps=40), "no upsampling, 100 steps": dict(steps=100, upsample=1)}
+BEFORE = dict(steps=150, octaves=1)  # the recipe before issue 23 #3, run on the model as it is (batch norm not folded)
+DEFAULT = "the default recipe, batch norm folded"
+RECIPES = {  # each on the batch-norm-folded copy style_transfer makes now
+    DEFAULT: {},
+    "fewer steps (40), upsampled 2x": dict(steps=40, octaves=1),
+    "no upsampling, 100 steps": dict(steps=100, upsample=1, octaves=1),
+    "coarse to fine: 100 steps at half size, 30 at full size": dict(octaves=2, coarse_steps=100, steps=30),
+}
+
+
+@contextmanager
+def batch_norm_unfolded():
+    """style_transfer as it was before issue 23 #3: on the model itself, batch norm not folded into the convolutions."""
+    real = synthesis.fold_batch_norm
+    synthesis.fold_batch_norm = lambda model, images, **_: model
+    try:
+        yield
+    finally:
+        synthesis.fold_batch_norm = real
 
 
 def recipe_rows(pre, judge, content, style) -> list[dict]:
-    """Rows 2-4: each candidate recipe against the default one, and the default against the goal (wall seconds),
+    """Each candidate recipe against the one before issue 23 #3, and the default against the goal (wall seconds),
     with the independent quality of each."""
     model = pre.model
     with torch.no_grad():
         cat_class = model(content).argmax(dim=1).item()
     layers = judge.info.style_layers
     before = style_distance(judge.model, content, style, layers=layers)
-    measured = {}
-    for name, options in [*RECIPES.items(), ("default", {})]:  # the candidates first: a cut-short run still says them
+    measured, images = {}, {}
+    runs = [*RECIPES.items(), ("before", BEFORE)]  # the candidates first: a cut-short run says them
+    for name, options in runs:
         start, cpu = time.perf_counter(), time.process_time()
-        image, history = style_transfer(model, content, style, style_layers=pre.info.style_layers,
-                                        content_layers=pre.info.content_layers, **options)
+        with batch_norm_unfolded() if name == "before" else nullcontext():
+            image, history = style_transfer(model, content, style, style_layers=pre.info.style_layers,
+                                            content_layers=pre.info.content_layers, **options)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         gap = (style_distance(judge.model, image, style, layers=layers) / before).item()
-        rank = class_rank(model, image, cat_class)[0].item()
-        measured[name] = (seconds, gap, rank, len(history["loss"]), cpu)
+        rank, similarity = class_rank(model, image, cat_class)[0].item(), ssim(image, content).item()
+        measured[name], images[name] = (seconds, gap, rank, len(history["loss"]), cpu, similarity), image
         print(f"  {name}: {seconds:.1f} s ({cpu:.1f} CPU s), {measured[name][3]} evaluations, style gap left "
-              f"{gap:.0%}, rank {rank}", flush=True)
-    ref = measured["default"]
-    rows = [row(f"style transfer {LARGE} px: {name} vs the default recipe", t, ref[0],
-                f"quality under networks the loss does not use: {gap:.0%} of the style gap left under Lite2, the cat's "
-                f"class at rank {rank} (default: {ref[1]:.0%}, rank {ref[2]}); {n} vs {ref[3]} evaluations; "
-                f"{cpu:.0f} vs {ref[4]:.0f} CPU s (goal <= 30 s with rank <= 5 and the default's quality)",
-                "default: L-BFGS 150 steps, upsampled 2x", seconds=True)
-            for name, (t, gap, rank, n, cpu) in measured.items() if name != "default"]
-    return rows + [row(f"style transfer {LARGE} px: the default recipe (L-BFGS 150 steps, upsampled 2x) vs the goal",
-                       ref[0], 30.0, f"{ref[1]:.0%} of the style gap left under Lite2, the cat's class at rank "
-                       f"{ref[2]}; {ref[3]} evaluations, {ref[4]:.0f} CPU s", "goal: 30 s", seconds=True)]
+              f"{gap:.0%}, rank {rank}, SSIM {similarity:.2f}", flush=True)
+    ref = measured.pop("before")
+    folded_difference = (images[DEFAULT] - images["before"]).abs().max().item()
+    rows = [row(f"style transfer {LARGE} px: {name} vs the recipe before (L-BFGS 150 steps, upsampled 2x, not folded)",
+                t, ref[0], f"quality under networks the loss does not use: {gap:.0%} of the style gap left under "
+                f"Lite2, the cat's class at rank {rank}, SSIM {sim:.2f} to the photo (before: {ref[1]:.0%}, rank "
+                f"{ref[2]}, SSIM {ref[5]:.2f}); {n} vs {ref[3]} evaluations; {cpu:.0f} vs {ref[4]:.0f} CPU s"
+                + (f"; largest pixel difference to the image before {folded_difference:.3f}" if name == DEFAULT else ""),
+                "before: the model as it is", seconds=True)
+            for name, (t, gap, rank, n, cpu, sim) in measured.items()]
+    t, gap, rank, n, cpu, sim = measured[DEFAULT]
+    return rows + [row(f"style transfer {LARGE} px: the default recipe vs the goal", t, 30.0,
+                       f"{gap:.0%} of the style gap left under Lite2, the cat's class at rank {rank}, SSIM {sim:.2f} "
+                       f"(goal: <= 30 s with the quality before: {ref[1]:.0%}, rank {ref[2]}); {n} evaluations, "
+                       f"{cpu:.0f} CPU s", "goal: 30 s", seconds=True)]
 
 
 def run() -> list[dict]:

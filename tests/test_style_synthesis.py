@@ -2,13 +2,16 @@
 
 import pytest
 import torch
-from helpers import assert_unchanged, hooks, mixed_mode, snapshot
+from helpers import assert_unchanged, hooks, mixed_mode, randomize_batch_norm, snapshot
 from test_style_gram import LAYERS, tiny_model
+from torch import nn
 
 from cnn_helpers.core.data import load_image, resize
-from cnn_helpers.pretrained.models import load_pretrained
+from cnn_helpers.core.fold import fold_batch_norm
+from cnn_helpers.pretrained.models import ImageClassifier, Normalize, load_pretrained
 from cnn_helpers.style.evaluation import class_rank, style_distance
 from cnn_helpers import style
+from cnn_helpers.style import synthesis
 from cnn_helpers.style.synthesis import style_transfer, synthesize_texture
 
 
@@ -187,3 +190,49 @@ def test_a_students_style_loss_is_the_one_minimized(generator):
     with pytest.raises(ValueError, match=r"style_loss_fn must return one loss per image, shape \(1,\)"):
         style_transfer(model, content, style_image, style_loss_fn=lambda f, t: mine(f, t).sum() * torch.ones(2),
                        **options)
+
+
+def conv_bn_model(generator: torch.Generator) -> nn.Module:
+    """Conv-BN-ReLU twice, pool, linear: batch norm that folds into the convolution before it."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    randomize_batch_norm(net, generator)
+    return ImageClassifier(net, Normalize((0.5,) * 3, (0.25,) * 3)).eval()
+
+
+def test_batch_norm_is_folded_in_a_copy_that_gives_the_same_image_and_the_model_is_left_alone(generator, monkeypatch):
+    model = mixed_mode(conv_bn_model(generator))
+    model.net[-1].weight.grad = torch.ones_like(model.net[-1].weight)
+    content, style_image = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    before = snapshot(model, content, style_image)
+    used = []
+
+    def spy(net, images, **options):
+        used.append(folded := fold_batch_norm(net, images, **options))
+        return folded
+    monkeypatch.setattr(synthesis, "fold_batch_norm", spy)
+    folded, _ = run(model, content, style_image, style_layers=["net.2", "net.5"], content_layers=["net.5"], steps=10)
+    assert used and used[0] is not model and not any(isinstance(m, nn.BatchNorm2d) for m in used[0].modules())
+    assert_unchanged(before, snapshot(model, content, style_image))
+    assert hooks(model) == 0
+    monkeypatch.setattr(synthesis, "fold_batch_norm", lambda net, images, **options: net)
+    plain, _ = run(model, content, style_image, style_layers=["net.2", "net.5"], content_layers=["net.5"], steps=10)
+    torch.testing.assert_close(folded, plain, rtol=0, atol=1e-4)
+
+
+def test_coarse_to_fine_optimizes_halved_images_first_then_the_full_size(generator):
+    model = tiny_model(generator)
+    content, style_image = torch.rand(2, 1, 3, 16, 16, generator=generator)
+    seen = []
+    image, history = run(model, content, style_image, octaves=2, coarse_steps=4, steps=2, clamp_every=2,
+                         callback=lambda done, im: seen.append((done, tuple(im.shape[-2:]))))
+    assert seen == [(2, (8, 8)), (4, (8, 8)), (2, (16, 16))]
+    assert image.shape == content.shape and 0 <= image.min() and image.max() <= 1
+    assert history["seconds"] == sorted(history["seconds"]) and len(history["loss"]) >= 6
+    one, _ = run(model, content, style_image, octaves=1, coarse_steps=4, steps=2)
+    assert torch.equal(one, run(model, content, style_image, steps=2)[0]), "one octave: coarse_steps is not used"
+    with pytest.raises(ValueError, match=r"content halved 2x \(octaves=3\) of 2x2 px is too small for layer 'net.3'"):
+        run(model, content[..., :8, :8], style_image, octaves=3, upsample=1)
+    with pytest.raises(ValueError, match="coarse_steps must be"):
+        run(model, content, style_image, octaves=2, coarse_steps=0)

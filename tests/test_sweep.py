@@ -38,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cnn_helpers import adversarial, attribution, featurevis, nets, pretrained, style, training  # noqa: E402
-from cnn_helpers.core import data, exercises, hooks, plotting, repro  # noqa: E402
+from cnn_helpers.core import data, exercises, fold, hooks, plotting, repro  # noqa: E402
 
 CLASSES = 5
 
@@ -221,6 +221,8 @@ SWEEP: list[Entry] = [
     # an empty list records nothing: gradient ascent on the logits alone runs the model as usual
     entry(hooks.record, model=MODEL, layers=["2", "4"], kinds={"stop": "bool", "inputs": "bool"},
           expect={"layers:empty": "any"}),
+    # no layers: the model's output is compared (style transfer folds a copy, notebook 05)
+    entry(fold.fold_batch_norm, model=MODEL, images=IMAGES, layers=["2", "4"], expect={"layers:empty": "any"}),
     entry(featurevis.activations, model=MODEL, images=IMAGES, layers=["2", "4"]),
     entry(featurevis.first_conv, model=MODEL),
     entry(featurevis.first_layer_filters, model=MODEL),
@@ -287,8 +289,9 @@ SWEEP: list[Entry] = [
           optimizer="adam", generator=GEN,
           kinds={"content": "images", "style": "images", "style_layers": "layers", "content_layers": "layers",
                  "content_weight": "float0", "lr": "float+", "upsample": "int+", "clamp_every": "int+",
-                 "centred": "bool", "pixels": "bool"},
-          expect={"content:3-d": "any", "style:3-d": "any", "lr:none": "any"}),  # lr=None: the optimizer's own lr
+                 "centred": "bool", "pixels": "bool", "octaves": "int+", "coarse_steps": "count"},
+          # lr=None: the optimizer's own lr; coarse_steps is not used with one octave
+          expect={"content:3-d": "any", "style:3-d": "any", "lr:none": "any", "coarse_steps:huge": "any"}),
     entry(style.style_distance, model=MODEL, images=IMAGES, style=Fresh(lambda: tiny_images()[:1]),
           layers=["2", "5"], kinds={"style": "images"}, expect={"style:3-d": "any"}),
     entry(style.class_rank, model=MODEL, images=IMAGES, target=TARGET),

@@ -5,6 +5,7 @@
 * :mod:`.checks` (argument checks with clear errors) and :mod:`.state` (leave a model as it was found);
 * :mod:`.memory`, :mod:`.budget`, :mod:`.macs`: what a call will cost, said before it runs (one MAC counter);
 * :mod:`.hooks`: the one layer recorder; :mod:`.ops`: resizing, Gaussian blur, relative error;
+  :mod:`.fold`: a frozen copy with batch norm folded into the convolutions (cheaper, the same outputs);
   :mod:`.progress`: progress bars;
 * :mod:`.exercises`: the checks of the notebooks' exercises (``check_function``, ``use``).
 

@@ -26,6 +26,7 @@ from torch import nn
 from cnn_helpers.core.budget import check_cost, check_pass_memory, check_steps
 from cnn_helpers.core.checks import (check_bool, check_choice, check_float, check_generator, check_images, check_int,
                                      check_layers, check_model, check_pair)
+from cnn_helpers.core.fold import fold_batch_norm
 from cnn_helpers.core.ops import resize_to
 from cnn_helpers.core.progress import progress_bar
 from cnn_helpers.core.state import evaluating, grad_enabled
@@ -92,16 +93,17 @@ def _check_run(model: nn.Module, steps: int, optimizer: str, lr: float | None, u
     return default if lr is None else check_float(lr, "lr", minimum=0.0, strict_minimum=True)
 
 
-def _check_budget(model: nn.Module, like: torch.Tensor, shapes: list[tuple[int, ...]], steps: int, upsample: int,
+def _check_budget(model: nn.Module, like: torch.Tensor, runs: list[tuple[tuple[int, ...], int]], upsample: int,
                   optimizer: str, what: str) -> None:
-    """Warn or refuse (budget) before optimizing images of ``shapes`` (N, C, H, W) for ``steps`` each, upsampled."""
-    evaluations = steps * (1.25 if optimizer == "lbfgs" else 1.0)  # the strong-Wolfe line search evaluates ~1.25x
-    biggest = max(shapes, key=lambda s: s[-2] * s[-1])
+    """Warn or refuse (budget) before optimizing, for each ``(shape, steps)`` of ``runs``, images of that shape
+    (N, C, H, W) for that many steps, upsampled."""
+    per_step = 1.25 if optimizer == "lbfgs" else 1.0  # the strong-Wolfe line search evaluates ~1.25x
+    biggest = max((shape for shape, _ in runs), key=lambda s: s[-2] * s[-1])
     net_input = like.new_empty(1).expand(biggest[0], 3, biggest[-2] * upsample, biggest[-1] * upsample)  # a shape
     check_pass_memory(model, net_input, what, backward=True, hint="use a smaller size or upsample")
-    check_steps(evaluations * len(shapes), what, "use fewer steps")
+    check_steps(per_step * sum(steps for _, steps in runs), what, "use fewer steps")
     net_input = net_input[:1]
-    passes = evaluations * sum(n * h * w for n, _, h, w in shapes) / (biggest[-2] * biggest[-1])  # in biggest images
+    passes = per_step * sum(steps * n * h * w for (n, _, h, w), steps in runs) / (biggest[-2] * biggest[-1])
     check_cost(model, net_input, passes, what, backward=True, hint="use fewer steps or a smaller size")
 
 
@@ -129,30 +131,37 @@ def _noise(shape: tuple[int, ...], generator: torch.Generator | None, like: torc
 
 def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor, *,
                    style_layers: list[str] | tuple[str, ...], content_layers: list[str] | tuple[str, ...],
-                   content_weight: float = 0.1, steps: int = 150, optimizer: str = "lbfgs", lr: float | None = None,
-                   centred: bool = True, upsample: int = 2, pixels: bool = True, init: str = "content",
-                   clamp_every: int = 20, style_loss_fn: StyleLoss | None = None,
-                   generator: torch.Generator | None = None, callback: Callback | None = None,
-                   progress: bool = False) -> tuple[torch.Tensor, Losses]:
+                   content_weight: float = 0.1, steps: int = 150, octaves: int = 1, coarse_steps: int = 150,
+                   optimizer: str = "lbfgs", lr: float | None = None, centred: bool = True, upsample: int = 2,
+                   pixels: bool = True, init: str = "content", clamp_every: int = 20,
+                   style_loss_fn: StyleLoss | None = None, generator: torch.Generator | None = None,
+                   callback: Callback | None = None, progress: bool = False) -> tuple[torch.Tensor, Losses]:
     """Paint ``content`` in the style of ``style``: minimize ``style_loss + content_weight * content_loss``.
 
     Args:
-        model: A CNN taking (N, 3, H, W) images in [0, 1] (``pre.model``); used in eval mode, left as found.
+        model: A CNN taking (N, 3, H, W) images in [0, 1] (``pre.model``); used in eval mode, left as found. It runs
+            as a frozen copy with batch norm folded into the convolutions where that gives the same maps
+            (:func:`~cnn_helpers.core.fold.fold_batch_norm`: cheaper, the same result up to float rounding).
         content: (N, 3, H, W) in [0, 1]; the result has its size. style: (1, 3, H', W') in [0, 1], any size.
         style_layers, content_layers: Submodule names (``pre.info.style_layers`` / ``content_layers``).
         content_weight: Weight of the content term (both terms are relative, ≈ 1 at the start). Default: 0.1.
-        steps: Iterations (L-BFGS: each has one or a few evaluations). Default: 150.
+        steps: Iterations at the content's size (L-BFGS: each has one or a few evaluations). Default: 150.
+        octaves: Coarse to fine: first ``coarse_steps`` iterations with content and style halved ``octaves - 1``
+            times (a quarter of the pixels per halving), the result enlarged for the next octave. Default: 1.
+        coarse_steps: Iterations at each coarser octave. Default: 150.
         optimizer: ``"lbfgs"`` (clamped every ``clamp_every`` iterations) or ``"adam"``. lr: Default 1 / 0.02.
         centred, upsample, pixels: See :mod:`cnn_helpers.style.gram` (``False, 1, False`` is the classic recipe).
             Default: True, 2, True.
         init: Start from the ``"content"`` image or from uniform ``"noise"`` (``generator``). Default: "content".
         style_loss_fn: ``style_loss_fn(features, targets) -> (N,)`` in place of :func:`~.gram.style_loss` (e.g. a
             student's own; ``targets`` as :func:`~.gram.style_targets` gives them with ``centred``). Default: None.
-        callback: ``callback(iterations_done, image)`` after each clamp. progress: tqdm bar.
+        callback: ``callback(iterations_done, image)`` after each clamp (counted per octave; a coarse octave's image
+            is smaller). progress: tqdm bar.
 
     Returns:
         ``(image, history)``: (N, 3, H, W) in [0, 1], detached; ``history`` has the lists ``loss``, ``style``,
-        ``content`` and ``seconds`` (one entry per evaluation of the loss, summed over the batch).
+        ``content`` and ``seconds`` (one entry per evaluation of the loss, summed over the batch; octave after
+        octave, each octave's losses relative to its own targets).
     Example:
         >>> image, history = style_transfer(pre.model, cat, scream, style_layers=pre.info.style_layers,
         ...                                 content_layers=pre.info.content_layers)
@@ -166,29 +175,56 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style: torch.Tensor,
     style_layers = check_layers(model, style_layers, "style_layers")
     content_layers = check_layers(model, content_layers, "content_layers")
     content_weight = check_float(content_weight, "content_weight", minimum=0.0)
+    octaves, coarse_steps = check_int(octaves, "octaves", maximum=4), check_int(coarse_steps, "coarse_steps")
     check_choice(init, "init", STARTS)
     generator = check_generator(generator)
-    _check_budget(model, content, [tuple(content.shape)], steps, upsample, optimizer,
-                  f"style_transfer with steps={steps} on {content.shape[-2]}x{content.shape[-1]} px, upsample={upsample}")
+    n, c, height, width = content.shape
+    runs = [((n, c, height >> k, width >> k), coarse_steps if k else steps) for k in reversed(range(octaves))]
+    _check_budget(model, content, runs, upsample, optimizer, f"style_transfer with steps={steps}, octaves={octaves}, "
+                  f"coarse_steps={coarse_steps} on {height}x{width} px, upsample={upsample}")
     layers = style_layers + [name for name in content_layers if name not in style_layers]
+    history: Losses = {"loss": [], "style": [], "content": [], "seconds": []}
     with evaluating(model), grad_enabled():
         # normal tensors even when the caller is in inference mode; channels-last memory gives the same result
         content = content.detach().clone(memory_format=torch.contiguous_format)
-        targets = style_targets(model, style.detach().clone(), style_layers, centred=centred, upsample=upsample,
-                                pixels=pixels)
+        style = style.detach().clone(memory_format=torch.contiguous_format)
+        # the same network, cheaper: batch norm folded into the convolutions of a frozen copy (float rounding apart)
+        net = fold_batch_norm(model, upsample_by(content[:1], upsample), layers=layers)
+        loss_maker = _transfer_loss(net, style_layers, content_layers, layers, content_weight, loss_of_style,
+                                    centred=centred, upsample=upsample, pixels=pixels)
+        x = None
+        for k in reversed(range(octaves)):
+            small = resize_to(content, (height >> k, width >> k))
+            loss_fn = loss_maker(small, resize_to(style, (style.shape[-2] >> k, style.shape[-1] >> k)),
+                                 "content" if k == 0 else f"content halved {k}x (octaves={octaves})")
+            if x is None:
+                x = small if init == "content" else _noise(tuple(small.shape), generator, small)
+            x = resize_to(x, small.shape[-2:], antialias=False).clamp(0, 1)
+            x, part = _optimize(loss_fn, x, steps=coarse_steps if k else steps, optimizer=optimizer, lr=lr,
+                                clamp_every=clamp_every, callback=callback, progress=progress)
+            offset = history["seconds"][-1] if history["seconds"] else 0.0
+            for key, values in part.items():
+                history[key] += [v + offset for v in values] if key == "seconds" else values
+    return x, history
+
+
+def _transfer_loss(net: nn.Module, style_layers: list[str], content_layers: list[str], layers: list[str],
+                   content_weight: float, loss_of_style: StyleLoss, *, centred: bool, upsample: int, pixels: bool):
+    """``make(content, style, name) -> loss_fn``: style transfer's loss ``x -> (total, style, content)`` (each (N,))
+    for one octave's content and style images (the content's size checked against the layers, naming ``name``)."""
+    def make(content: torch.Tensor, style: torch.Tensor, name: str) -> Callable:
+        targets = style_targets(net, style, style_layers, centred=centred, upsample=upsample, pixels=pixels)
         with torch.no_grad():
-            start_maps = tap_layers(model, upsample_by(content, upsample), layers)
-        check_map_sizes({name: start_maps[name] for name in style_layers}, content, "content")
-        content_maps = {name: start_maps[name] for name in content_layers}
+            start_maps = tap_layers(net, upsample_by(content, upsample), layers)
+        check_map_sizes({layer: start_maps[layer] for layer in style_layers}, content, name)
+        content_maps = {layer: start_maps[layer] for layer in content_layers}
 
         def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            maps = unchecked_style_maps(model, x, layers, upsample, pixels)
+            maps = unchecked_style_maps(net, x, layers, upsample, pixels)
             s, c = loss_of_style(maps, targets), content_loss(maps, content_maps)
             return s + content_weight * c, s, c
-
-        start = content if init == "content" else _noise(tuple(content.shape), generator, content)
-        return _optimize(loss_fn, start, steps=steps, optimizer=optimizer, lr=lr, clamp_every=clamp_every,
-                         callback=callback, progress=progress)
+        return loss_fn
+    return make
 
 
 def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | tuple[int, int],
@@ -226,7 +262,7 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
     generator = check_generator(generator)
     grey = bool((exemplar[:, 0] == exemplar[:, 1]).all() and (exemplar[:, 1] == exemplar[:, 2]).all())
     sizes = [(height >> k, width >> k) for k in reversed(range(octaves))]
-    _check_budget(model, exemplar, [(1, 3, h, w) for h, w in sizes], steps, upsample, optimizer,
+    _check_budget(model, exemplar, [((1, 3, h, w), steps) for h, w in sizes], upsample, optimizer,
                   f"synthesize_texture with steps={steps}, size={size!r}, upsample={upsample}")
 
     def rgb_callback(done: int, image: torch.Tensor) -> None:
