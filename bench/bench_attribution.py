@@ -33,14 +33,13 @@ from typing import Callable
 import torch
 import torchvision
 from run import row
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cnn_helpers import attribution as attr
 from cnn_helpers.attribution.occlusion import incremental
 from cnn_helpers.attribution.occlusion.map import accumulate
 from cnn_helpers.attribution.occlusion.plan import window_grid, window_offsets
 from cnn_helpers.core.data import load_image
+from cnn_helpers.core.fold import fold_batch_norm
 from cnn_helpers.pretrained.models import (IMAGENET_MEAN, IMAGENET_STD, WHEEL_MODELS, ImageClassifier, Normalize,
                                            available_models, load_pretrained)
 
@@ -90,24 +89,6 @@ def _occlusion_model(name: str) -> tuple[torch.nn.Module, str]:
     torch.manual_seed(0)
     net = torchvision.models.get_model(name, weights=None)
     return ImageClassifier(net, Normalize(IMAGENET_MEAN, IMAGENET_STD)).eval().requires_grad_(False), "random weights"
-
-
-def _folded(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, bool]:
-    """A copy with each BatchNorm2d that directly follows a Conv2d (registration order) folded into it, if the copy
-    computes the same scores as ``model`` (to 1e-4 of their range); else ``model`` itself."""
-    folded_model = deepcopy(model).eval()
-    folded = 0
-    for parent in folded_model.modules():
-        names = list(parent._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = parent._modules[a], parent._modules[b]
-            if isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn.running_var is not None:
-                parent._modules[a], parent._modules[b] = fuse_conv_bn_eval(conv, bn), nn.Identity()
-                folded += 1
-    with torch.no_grad():
-        want, got = model(x), folded_model(x)
-    same = (got - want).abs().max().item() <= 1e-4 * (want.max() - want.min()).item()
-    return (folded_model, True) if folded and same else (model, False)
 
 
 def _captum_occlusion(model: torch.nn.Module, x: torch.Tensor, target: int, window: int, stride: int, per_eval: int):
@@ -175,7 +156,8 @@ def _occlusion() -> list[dict]:
         model, weights = _occlusion_model(name)
         with torch.no_grad():
             target = model(x).argmax(1).item()
-        plain_model, folded = _folded(model, x)
+        plain_model = fold_batch_norm(model, x)
+        folded = plain_model is not model
         captum_per_eval = _captum_best(model, x, target)
         plain_model, batched_per_eval, layout = _batched_best(plain_model, x, target)
         baseline = f"batched, ppe={batched_per_eval or 'default'}{', BN folded' if folded else ''}, {layout}"
