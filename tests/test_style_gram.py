@@ -43,6 +43,38 @@ def test_gram_matrix_is_covariance_plus_means_and_ignores_positions(generator):
     assert torch.allclose(style.gram_matrix(features[1:2]), gram[1:2])  # images of a batch are independent
 
 
+@pytest.mark.parametrize("centred", [False, True])
+def test_gram_matrix_gradient_matches_autograd_of_the_formula_with_one_matrix_product(generator, centred):
+    """The hand-written backward gives autograd's gradient of ``F Fᵀ / P`` (through the mean when centred), in one
+    product where autograd's own needs two (the bulk of a style loop's loss)."""
+    features = torch.rand(2, 4, 3, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: style.gram_matrix(f, centred=centred), (features,))
+    weights = torch.randn(2, 4, 4, generator=generator, dtype=torch.float64)  # a loss that is not symmetric in (i, j)
+    flat = features.flatten(2)
+    flat = flat - flat.mean(dim=2, keepdim=True) if centred else flat
+    (expected,) = torch.autograd.grad(((flat @ flat.transpose(1, 2) / 15) * weights).sum(), features)
+    gram = style.gram_matrix(features, centred=centred)
+    with _CountOps() as ops:
+        (got,) = torch.autograd.grad((gram * weights).sum(), features)
+    torch.testing.assert_close(got, expected)
+    assert ops.count("bmm") == 1, ops.names
+
+
+class _CountOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the name of every aten operation run while active."""
+
+    def __enter__(self) -> "_CountOps":
+        self.names: list[str] = []
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        self.names.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+    def count(self, prefix: str) -> int:
+        return sum(name.startswith(prefix) for name in self.names)
+
+
 @pytest.mark.parametrize("bad", [torch.ones(2, 3, 4), torch.ones(1, 2, 3, 3, dtype=torch.long), "features"])
 def test_gram_matrix_rejects_non_feature_maps(bad):
     with pytest.raises((TypeError, ValueError), match="features must be a (float|non-empty) tensor"):

@@ -72,10 +72,29 @@ def gram_matrix(features: torch.Tensor, *, centred: bool = False) -> torch.Tenso
 def _gram(features: torch.Tensor, centred: bool) -> torch.Tensor:
     """:func:`gram_matrix` without the checks (inside the optimization loop: no synchronizing ``isfinite``)."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    if centred:
-        flat = flat - flat.mean(dim=2, keepdim=True)
-    return flat @ flat.transpose(1, 2) / (h * w)
+    return _Gram.apply(features.reshape(n, c, h * w), centred)
+
+
+class _Gram(torch.autograd.Function):
+    """``F Fᵀ / P`` of (N, C, P) maps (centred: each row minus its mean) with a backward of one matrix product.
+
+    Autograd's own backward of ``F @ F.transpose`` multiplies twice (once per factor) and, centred, also back through
+    the mean; ``dF = (dG + dGᵀ) F / P`` is one product, and its rows already have mean zero when ``F``'s have (every
+    row is a combination of ``F``'s rows), so the mean's backward adds nothing. The bulk of a style loop's loss.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, flat: torch.Tensor, centred: bool) -> torch.Tensor:
+        if centred:
+            flat = flat - flat.mean(dim=2, keepdim=True)
+        ctx.save_for_backward(flat)
+        return flat @ flat.transpose(1, 2) / flat.shape[2]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        return (grad + grad.transpose(1, 2)) @ flat / flat.shape[2], None
 
 
 def tap_layers(model: nn.Module, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
