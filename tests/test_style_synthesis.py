@@ -221,6 +221,26 @@ def test_batch_norm_is_folded_in_a_copy_that_gives_the_same_image_and_the_model_
     torch.testing.assert_close(folded, plain, rtol=0, atol=1e-4)
 
 
+def test_texture_synthesis_runs_on_the_folded_copy_too(generator, monkeypatch):
+    model = mixed_mode(conv_bn_model(generator))
+    exemplar = torch.rand(1, 3, 16, 16, generator=generator)
+    before = snapshot(model, exemplar, exemplar)
+    used = []
+
+    def spy(net, images, **options):
+        used.append(folded := fold_batch_norm(net, images, **options))
+        return folded
+    options = dict(size=16, style_layers=["net.2", "net.5"], steps=10)
+    monkeypatch.setattr(synthesis, "fold_batch_norm", spy)
+    folded, _ = synthesize_texture(model, exemplar, generator=torch.Generator().manual_seed(0), **options)
+    assert used and used[0] is not model and not any(isinstance(m, nn.BatchNorm2d) for m in used[0].modules())
+    assert_unchanged(before, snapshot(model, exemplar, exemplar))
+    assert hooks(model) == 0
+    monkeypatch.setattr(synthesis, "fold_batch_norm", lambda net, images, **options: net)
+    plain, _ = synthesize_texture(model, exemplar, generator=torch.Generator().manual_seed(0), **options)
+    torch.testing.assert_close(folded, plain, rtol=0, atol=1e-4)
+
+
 def test_coarse_to_fine_optimizes_halved_images_first_then_the_full_size(generator):
     model = tiny_model(generator)
     content, style_image = torch.rand(2, 1, 3, 16, 16, generator=generator)

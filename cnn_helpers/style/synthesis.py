@@ -236,7 +236,8 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
     """A new image of the exemplar's texture: uniform noise optimized until its statistics match.
 
     Args:
-        model: A CNN taking (N, 3, H, W) images in [0, 1]; used in eval mode, left as found.
+        model: A CNN taking (N, 3, H, W) images in [0, 1]; used in eval mode, left as found (run as a batch-norm-folded
+            copy, as in :func:`style_transfer`).
         exemplar: (1, 3, H, W) in [0, 1]. If its three channels are equal (grey), one channel is optimized.
         size: Output side (or (height, width)) in pixels.
         style_layers: Submodule names whose statistics are matched (``pre.info.style_layers``).
@@ -269,16 +270,17 @@ def synthesize_texture(model: nn.Module, exemplar: torch.Tensor, *, size: int | 
         callback(done, image.expand(-1, 3, -1, -1))
     history: Losses = {"loss": [], "style": [], "content": [], "seconds": []}
     with evaluating(model), grad_enabled():
-        targets = style_targets(model, exemplar.detach().clone(), style_layers, centred=centred, upsample=upsample,
-                                pixels=pixels)
+        exemplar = exemplar.detach().clone(memory_format=torch.contiguous_format)
+        net = fold_batch_norm(model, upsample_by(exemplar, upsample), layers=style_layers)  # as in style_transfer
+        targets = style_targets(net, exemplar, style_layers, centred=centred, upsample=upsample, pixels=pixels)
         x = _noise((1, 1 if grey else 3, *sizes[0]), generator, exemplar)
         for octave_size in sizes:
             x = resize_to(x, octave_size, antialias=False).clamp(0, 1)
             with torch.no_grad():
-                check_map_sizes(tap_layers(model, upsample_by(x.expand(-1, 3, -1, -1), upsample), style_layers), x, "size")
+                check_map_sizes(tap_layers(net, upsample_by(x.expand(-1, 3, -1, -1), upsample), style_layers), x, "size")
 
             def loss_fn(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                maps = unchecked_style_maps(model, p.expand(-1, 3, -1, -1), style_layers, upsample, pixels)
+                maps = unchecked_style_maps(net, p.expand(-1, 3, -1, -1), style_layers, upsample, pixels)
                 loss = loss_of_style(maps, targets)
                 return loss, loss, torch.zeros_like(loss)
 
