@@ -10,9 +10,10 @@ What this covers: every cell of the notebook runs, with the stand-in's layer nam
 through the same code paths as with the course's model. What it does not: the notebooks' asserts on results (they
 need trained weights and run only when ``pre.verified``), and the loop counts of fast mode: the runs set
 ``CNN_SMOKE=1``, so wherever a notebook gives ``by_mode`` a ``smoke=`` value (fewer seeds or steps for loops whose
-results only those asserts read; 03: 6 steps per deletion/insertion curve, 06: 3 PGD steps per ε-curve point,
-07: 2 seeds and 10 training steps per method) that value is used. The nbval run of each notebook (tests run on
-notebooks/) executes the full fast-mode loops with the course's model.
+results only those asserts read; 03: 6 steps per deletion/insertion curve, 04: 8 Adam steps per gradient ascent and
+feature inversion, 06: 3 PGD steps per ε-curve point, 07: 2 seeds and 10 training steps per method) that value is
+used. The nbval run of each notebook (tests run on notebooks/) executes the full fast-mode loops with the course's
+model.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def notebook_class(path: Path) -> type:
 
 # defined (and so started) last notebook first: 07's run was the longest by far (191 s in a quiet `make test`), and a
 # long run that starts late keeps one worker busy after the other has finished. With CNN_SMOKE=1 it takes about 45 CPU s
-# (ResNet-18, 1 thread), like the others (03 about 50, 04-06 40-70 s), so the order matters little now.
+# (ResNet-18, 1 thread), like the others (03 about 50, 04 about 19 with its smoke steps, 05-06 40-70 s), so the order
+# matters little now.
 for _path in reversed(USES_DEFAULT_MODEL):
     globals()[f"Test_{_path.stem}"] = notebook_class(_path)
 del _path

@@ -38,6 +38,13 @@ def test_index_links_every_notebook_with_its_goals_rendered(site):
     assert "Getting started" in index and "„" not in index and "Verbindung" not in index, "no lecture quotes"
 
 
+def test_the_index_links_every_slide_deck(site):
+    """Each notebook's entry links its deck in build/slides/ (tests/test_slides.py checks the decks themselves)."""
+    _, out = site
+    index = (out / "index.html").read_text()
+    assert re.findall(r'href="\.\./slides/([^"]+)\.slides\.html"', index) == NOTEBOOKS
+
+
 def test_every_page_has_its_title_navigation_and_only_local_assets(site):
     kind, out = site
     for i, stem in enumerate(NOTEBOOKS):
