@@ -42,7 +42,15 @@ _items: dict[str, float] = defaultdict(float)
 
 def _longest_first(item) -> int:
     path = item.nodeid.split("::")[0]
-    return 0 if path.endswith("test_notebooks_any_model.py") else 1 if path.endswith(".ipynb") else 2
+    if path.endswith("test_notebooks_any_model.py"):
+        return 0
+    return 1 if path.endswith(".ipynb") else 2 if item.get_closest_marker("long") else 3
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "long: a unit test of tens of seconds; `make test`'s workers start its file "
+                                       "early, right after the notebooks, so that it does not run last while the "
+                                       "other worker idles")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -51,8 +59,9 @@ def pytest_collection_modifyitems(config, items):
 
     Each scope goes to one worker, in the order collected here: a notebook's cells (they share one kernel), a test
     file, or a test class (tests/test_notebooks_any_model.py has one per notebook, so those long runs spread over
-    both workers). The any-model runs come first, then the notebooks, then the unit tests, so that no long unit
-    starts last while the other worker idles. A single process keeps pytest's own order.
+    both workers). The any-model runs come first, then the notebooks, then the files of unit tests marked ``long``,
+    then the other unit tests, so that no long unit starts last while the other worker idles. A single process keeps
+    pytest's own order.
     """
     result = yield
     if hasattr(config, "workerinput"):

@@ -240,6 +240,7 @@ def graded(tmp_path_factory, nbgrader_course):
             "course": nbgrader_course}
 
 
+@pytest.mark.long  # tens of seconds: `make test` starts this file early (conftest.py)
 def test_the_synthetic_class_grades_exactly_as_expected_row_by_row(graded):
     expected = []
     for assignment, path in graded["notebooks"].items():

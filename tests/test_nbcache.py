@@ -149,6 +149,7 @@ def in_repo():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.long  # tens of seconds: `make test` starts this file early (conftest.py)
 def test_notebook_tests_keep_a_passing_notebook_for_the_site_and_fail_a_wrong_output(in_repo):
     path, other, cache = in_repo / "99_demo.ipynb", in_repo / "98_demo.ipynb", in_repo / "executed"
     nbformat.write(demo(), path)

@@ -11,7 +11,8 @@ through the same code paths as with the course's model. What it does not: the no
 need trained weights and run only when ``pre.verified``), and the loop counts of fast mode: the runs set
 ``CNN_SMOKE=1``, so wherever a notebook gives ``by_mode`` a ``smoke=`` value (fewer seeds or steps for loops whose
 results only those asserts read; 03: 6 steps per deletion/insertion curve, 04: 8 Adam steps per gradient ascent and
-feature inversion, 06: 3 PGD steps per ε-curve point, 07: 2 seeds and 10 training steps per method) that value is
+feature inversion, 05: 2 seeds for "Which layers?" and random weights, 10 steps for the feature inversions
+and the recipe comparison, 06: 3 PGD steps per ε-curve point, 07: 2 seeds and 10 training steps per method) that value is
 used. The nbval run of each notebook (tests run on notebooks/) executes the full fast-mode loops with the course's
 model.
 """

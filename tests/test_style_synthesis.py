@@ -30,6 +30,7 @@ def run(model, content, style, **options):
     return style_transfer(model, content, style, **options)
 
 
+@pytest.mark.long  # tens of seconds: `make test` starts this file early (conftest.py)
 def test_style_transfer_on_lite0_closes_most_of_the_style_gap_under_another_network(lite0, judge):
     cat, scream = resize(load_image("cat"), 96), resize(load_image("scream"), 96)
     image, history = style_transfer(lite0.model, cat, scream, style_layers=lite0.info.style_layers,

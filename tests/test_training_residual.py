@@ -116,6 +116,7 @@ def test_identity_extension_bad_input():
 
 # ---- the degradation claim, three seeds -------------------------------------------------------
 
+@pytest.mark.long  # tens of seconds: `make test` starts this file early (conftest.py)
 def test_degradation_holds_for_three_seeds():
     """Recipe of notebook 02 (fast mode): MNIST-5k at 14x14, 3 epochs, same optimizer for every net.
 
