@@ -171,3 +171,51 @@ def test_check_finite_accepts_any_range():
 def test_the_channel_message():
     with pytest.raises(ValueError, match=r"images must have 1 channels, got 3 in shape \(2, 3, 4, 4\)$"):
         checks.check_images(torch.rand(2, 3, 4, 4), channels=1)
+
+
+def test_a_valid_layer_is_looked_up_along_its_path_without_listing_every_module(monkeypatch):
+    # record() checks its layers once per forward pass inside style loops: listing a large network's modules there
+    # cost ~5 % of a style-loss evaluation on Lite0
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU()), nn.Conv2d(2, 2, 1))
+    listed = []
+    real = nn.Module.named_modules
+    monkeypatch.setattr(nn.Module, "named_modules", lambda self, *a, **k: listed.append(1) or real(self, *a, **k))
+    assert checks.check_layer(model, "0.1") is model[0][1]
+    assert checks.check_layers(model, ["0.0", "1"]) == ["0.0", "1"]
+    assert not listed
+    for bad in ("", "0.", ".0", "0..1", "0.2", "2", "0.1.0"):   # the model itself, empty parts, too deep: refused
+        with pytest.raises(ValueError, match=f"layer {bad!r} is not a submodule name of the model"):
+            checks.check_layer(model, bad)
+    assert listed  # an unknown name lists the valid ones
+
+
+def test_a_module_registered_under_two_names_is_found_under_either():
+    # named_modules() lists a shared module once (under its first name); the path lookup accepts both paths,
+    # which name the same module
+    shared = nn.ReLU()
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 2, 1), shared), nn.Sequential(shared))
+    assert checks.check_layer(model, "0.1") is checks.check_layer(model, "1.0") is shared
+    with pytest.raises(ValueError, match="layer '0.2' is not a submodule name"):
+        checks.check_layer(model, "0.2")
+
+
+def test_check_finite_sums_first_and_reads_every_value_only_when_the_sum_is_not_finite(monkeypatch):
+    # inside a style loop gram_matrix checks its features on every evaluation: one sum, not a mask of every value
+    # (a finite sum means every value is finite; a NaN or inf makes the sum NaN or inf)
+    sizes = []
+    real = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: sizes.append(t.numel()) or real(t))
+    checks.check_finite(torch.rand(2, 3, 8, 8), "features")
+    assert sizes == [1]
+    big = torch.full((1, 2, 2, 2), 3e38)   # finite values whose sum overflows: accepted after reading them all
+    assert checks.check_finite(big, "features") is big
+    assert sizes[-1] == big.numel()
+    for bad in (float("inf"), -float("inf"), float("nan")):
+        x = torch.rand(1, 2, 3, 3)
+        x[0, 1, 2, 0] = bad
+        with pytest.raises(ValueError, match="features must hold finite values"):
+            checks.check_finite(x, "features")
+    x = torch.rand(1, 2, 3, 3)
+    x[0, 0, 0, 0], x[0, 1, 0, 0] = float("inf"), -float("inf")   # a NaN sum
+    with pytest.raises(ValueError, match="finite"):
+        checks.check_finite(x, "features")

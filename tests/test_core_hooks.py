@@ -120,3 +120,14 @@ def test_a_layer_that_returns_no_tensor_is_named():
     model = nn.Sequential(Pair())
     with record(model, ["0"]) as rec, pytest.raises(ValueError, match="layer '0' returns tuple, not a tensor"):
         rec(torch.rand(1, 1, 2, 2))
+
+
+def test_record_looks_up_only_the_named_layers(monkeypatch):
+    # record() is entered once per loss evaluation in the style loops: no walk over every module of the network
+    model = Shared()
+    listed = []
+    real = nn.Module.named_modules
+    monkeypatch.setattr(nn.Module, "named_modules", lambda self, *a, **k: listed.append(1) or real(self, *a, **k))
+    with record(model, ["conv1", "relu"]) as rec:
+        rec(torch.rand(1, 1, 4, 4))
+    assert set(rec.values) == {"conv1", "relu"} and not listed

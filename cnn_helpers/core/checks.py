@@ -184,7 +184,10 @@ def check_finite(tensor: object, name: str, *, ndim: int | None = 4, layout: str
                         + (f" of dtype {tensor.dtype}" if isinstance(tensor, torch.Tensor) else ""))
     if (ndim is not None and tensor.ndim != ndim) or tensor.numel() == 0:
         raise ValueError(f"{name} must be a non-empty tensor {layout}, got shape {tuple(tensor.shape)}")
-    if tensor.device.type == "meta" or not torch.isfinite(_stored(tensor)).all():
+    # a finite sum means every value is finite (a NaN or inf makes it NaN or inf): one reduction, no mask of every
+    # value; only a sum that overflowed or hit a bad value reads them all (gram_matrix checks once per evaluation)
+    if tensor.device.type == "meta" or not (torch.isfinite(_stored(tensor).sum())
+                                            or torch.isfinite(_stored(tensor)).all()):
         raise ValueError(f"{name} must hold finite values (no NaN or inf, not on the 'meta' device)")
     return tensor
 
@@ -198,7 +201,19 @@ def check_class_indices(labels: torch.Tensor, classes: int, name: str = "labels"
 
 
 def check_layer(model: nn.Module, layer: object, name: str = "layer") -> nn.Module:
-    """The submodule named ``layer`` (as in ``model.named_modules()``); ValueError listing valid names."""
+    """The submodule named ``layer`` (as in ``model.named_modules()``); ValueError listing valid names.
+
+    A valid name is followed along its dotted path, child by child (record() checks its layers on every forward
+    pass of a style loop: listing a large network's modules each time was measurable); only an unknown name lists
+    them all. A module registered under two names is found under either.
+    """
+    found = model if isinstance(layer, str) and layer else None
+    for part in layer.split(".") if found is not None else ():
+        found = dict(found.named_children()).get(part)
+        if found is None:
+            break
+    if found is not None:
+        return found
     modules = dict(model.named_modules())
     modules.pop("", None)
     if isinstance(layer, str) and layer in modules:

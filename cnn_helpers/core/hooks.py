@@ -21,7 +21,7 @@ from typing import Any, ContextManager, Iterator, Sequence
 import torch
 from torch import nn
 
-from cnn_helpers.core.checks import check_bool, check_layers, check_model
+from cnn_helpers.core.checks import check_bool, check_layer, check_layers, check_model
 
 __all__ = ["Recorder", "StopForward", "record"]
 
@@ -93,7 +93,6 @@ def record(model: nn.Module, layers: str | Sequence[str], *, inputs: bool = Fals
 @contextmanager
 def _recording(model: nn.Module, layers: list[str], inputs: bool, stop: bool) -> Iterator[Recorder]:
     rec = Recorder(model, layers)
-    modules = dict(model.named_modules())
 
     def keep(name: str, value: Any, kind: str) -> torch.Tensor | None:
         rec.calls[name] = rec.calls.get(name, 0) + 1
@@ -122,7 +121,7 @@ def _recording(model: nn.Module, layers: list[str], inputs: bool, stop: bool) ->
     handles = [model.register_forward_pre_hook(new_pass)]
     try:
         for name in rec.layers:
-            module = modules[name]
+            module = check_layer(model, name)  # already checked: its path only, not every module of the model
             handles.append(module.register_forward_pre_hook(pre(name)) if inputs else
                            module.register_forward_hook(post(name)))
         yield rec
