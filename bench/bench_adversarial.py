@@ -10,6 +10,8 @@ affects both alike. The goal is a ratio (ours / torchattacks time) of at most 1.
 How far apart two timings of the same work fall is measured in the same run: torchattacks timed twice as two
 contestants (the note's "same work timed twice"); a ratio within that spread is no difference.
 About three minutes on 2 idle CPU cores.
+"""
+
 from __future__ import annotations
 
 import contextlib
