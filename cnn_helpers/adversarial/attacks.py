@@ -14,7 +14,8 @@ FGSM, PGD (L-inf and L2, with ``fold=False``) and DeepFool give the same images 
 ``PGD``, ``PGDL2`` and ``DeepFool`` (``tests/test_adversarial_attacks.py``). PGD's default runs its steps after
 the first on a batch-norm-folded copy of the model (:func:`cnn_helpers.core.fold.fold_batch_norm`): the same
 function up to float rounding and faster; its images then differ from torchattacks' in some pixels (the sign of
-near-zero gradients), with the same predictions on the test images.
+near-zero gradients) and PGD amplifies that step by step, as another thread count does: the same predictions on
+the unit tests' images, and on EfficientNet-Lite0 a borderline image may end on either side of its boundary.
 """
 
 from __future__ import annotations
