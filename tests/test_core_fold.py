@@ -93,3 +93,13 @@ def test_mixed_mode_and_gradients_are_left_alone(resnet):
     with pytest.raises(ValueError, match="layers"):
         fold_batch_norm(model, x, layers=["nope"])
     assert_unchanged(before, snapshot(model, x))
+
+
+def test_a_grayscale_network_folds():  # the digit nets of notebook 06 take 1-channel images
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    randomize_batch_norm(net, torch.Generator().manual_seed(3))
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    folded = fold_batch_norm(net, x)
+    assert folded is not net and batch_norms(folded) == 0
+    with torch.no_grad():
+        assert (folded(x) - net(x)).abs().max() <= 1e-5 * net(x).abs().max()

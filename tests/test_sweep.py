@@ -100,7 +100,7 @@ NOT_YET = {"layer:unknown": "any", "target:out of range": "any", "target:out of 
 SHOW_IMAGES = {"images:grayscale": "any", "images:3-d": "any", "images:list": "any", "images:float16": "any"}
 
 ADV = {"labels": "target", "eps": "float0", "targeted": "bool", "norm": "choice", "random_start": "bool",
-       "early_stop": "bool", "loss": "choice"}  # attacks: labels are an int or (N,) classes like a target
+       "early_stop": "bool", "loss": "choice", "fold": "bool"}  # attacks: labels are an int or (N,) classes like a target
 
 
 def attack_kinds(fn) -> dict[str, str]:

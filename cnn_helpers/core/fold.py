@@ -22,7 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from cnn_helpers.core.checks import check_images, check_layers, check_model
 from cnn_helpers.core.hooks import record
 from cnn_helpers.core.memory import check_memory
-from cnn_helpers.core.state import evaluating
+from cnn_helpers.core.state import evaluating, model_channels
 
 __all__ = ["fold_batch_norm"]
 
@@ -98,7 +98,7 @@ def fold_batch_norm(model: nn.Module, images: torch.Tensor, *, layers: list[str]
         >>> fast = fold_batch_norm(pre.model, photo, layers=pre.info.style_layers)
     """
     check_model(model)
-    check_images(images, model=model)
+    check_images(images, model=model, channels=model_channels(model))  # grayscale digits for a 1-channel net
     layers = [] if isinstance(layers, (list, tuple)) and not layers else check_layers(model, layers, "layers")
     dtype = next(iter(model.parameters()), images).dtype
     if dtype not in (torch.float32, torch.float64) or _has_hooks(model):
