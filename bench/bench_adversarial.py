@@ -4,7 +4,9 @@ PGD L-inf, 10 steps, eps 2/255, alpha 0.5/255, on a batch of 8 bundled photos at
 clean prediction) and targeted (random classes), without random start. Two rows per attack: our default (steps after
 the first on a batch-norm-folded copy of the model: the same function up to float rounding, so some pixels differ,
 the note says how many and whether the predictions agree) and ``fold=False``, the same work as torchattacks and
-the same images (the note says whether they are identical). FGSM (never folded: one step) as a last row. Calls are
+the same images (the note says whether they are identical). FGSM (never folded: one step) as a last row. How much
+float rounding alone changes PGD's images is measured beside them: torchattacks run with another thread count (its
+sums in another order), its pixels and success compared with its own run. Calls are
 interleaved (the order reversed every other round) and the fastest of each kept, so that other load on the machine
 affects both alike. The goal is a ratio (ours / torchattacks time) of at most 1.0, i.e. a speed-up of at least 1.0x.
 How far apart two timings of the same work fall is measured in the same run: torchattacks timed twice as two
@@ -44,6 +46,17 @@ def _compare(name: str, model: torch.nn.Module, ours: dict[str, Callable[[], tor
         for who, call in (list(calls.items()) if round_ % 2 == 0 else list(calls.items())[::-1]):
             times[who] = min(times[who], fastest({who: call}, rounds=1)[who])
     noise = max(times["theirs"], times["theirs again"]) / min(times["theirs"], times["theirs again"])
+    threads = torch.get_num_threads()
+    try:  # what float rounding alone does: torchattacks itself with another thread count sums in another order
+        torch.set_num_threads(1 if threads > 1 else 2)
+        other = theirs()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        hit_other = model(other).argmax(1)
+    rounding = (f"torchattacks itself at {torch.get_num_threads()} vs {1 if threads > 1 else 2} threads (rounding "
+                f"alone): {(other != adv['theirs']).float().mean().item():.1%} of the pixel values differ, success "
+                f"{((hit_other == goal) if targeted else (hit_other != goal)).float().mean().item():.0%}")
     rows = []
     for who in ours:
         differ = (adv[who] != adv["theirs"]).float().mean().item()
@@ -51,7 +64,7 @@ def _compare(name: str, model: torch.nn.Module, ours: dict[str, Callable[[], tor
         agree = "agree" if torch.equal(hits[who], hits["theirs"]) else "DIFFER"
         note = (f"images {same}; predictions on them {agree}; success ours {success[who]:.0%}, torchattacks "
                 f"{success['theirs']:.0%}; speed-up {times['theirs'] / times[who]:.2f}x; the same work timed "
-                f"twice differs by {noise - 1:.0%}; fastest of {ROUNDS} interleaved runs each")
+                f"twice differs by {noise - 1:.0%}; fastest of {ROUNDS} interleaved runs each; {rounding}")
         rows.append(row(f"{name}{who}", times[who], times["theirs"], note, "torchattacks"))
     return rows
 

@@ -462,3 +462,29 @@ def test_unknown_loss_is_refused(setup):
     net, x, y = setup
     with pytest.raises(ValueError, match="loss must be one of 'ce', 'margin'"):
         pgd(net, x, y, eps=0.1, alpha=0.1, steps=1, loss="cw")
+
+
+def test_early_stop_on_the_folded_copy_ignores_a_verdict_that_rounding_could_decide(monkeypatch):
+    """The folded copy differs from the model by float rounding: an image it calls fooled by a hair (here: the label's
+    logit just below the best other one) may not be fooled by the model itself, so the attack goes on with it."""
+    import cnn_helpers.adversarial.attacks as attacks
+
+    class Hair(nn.Module):  # the model, except that the label's logit sits 1e-6 of the largest below the best other
+        def __init__(self, net, labels):
+            super().__init__()
+            self.net, self.labels = net, labels
+
+        def forward(self, x):
+            logits = self.net(x)
+            others = logits.scatter(1, self.labels[:, None], float("-inf")).amax(dim=1)
+            hair = others - 1e-6 * logits.detach().abs().amax(dim=1)
+            return logits.scatter(1, self.labels[:, None], hair[:, None])
+    net, x = small_net(), images(4)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    kwargs = dict(eps=0.05, alpha=0.01, random_start=False, early_stop=True)
+    monkeypatch.setattr(attacks, "fold_batch_norm", lambda model, images, **_: Hair(model, y))
+    with torch.no_grad():
+        assert (Hair(net, y)(x).argmax(1) != y).all()  # the stand-in copy calls every image fooled, by a hair
+    after_one = pgd(net, x, y, steps=1, **kwargs)
+    assert not torch.equal(pgd(net, x, y, steps=3, **kwargs), after_one)  # ... yet the attack went on after step 1

@@ -29,6 +29,7 @@ from torch import nn
 from cnn_helpers.core.budget import check_cost, check_steps
 from cnn_helpers.core.checks import (Target, check_bool, check_choice, check_class_indices, check_float,
                                      check_generator, check_images, check_int, check_logits, check_model, check_target)
+from cnn_helpers.core.fold import TOLERANCE as FOLD_TOLERANCE
 from cnn_helpers.core.fold import fold_batch_norm
 from cnn_helpers.core.memory import check_memory
 from cnn_helpers.core.state import evaluating, grad_enabled, model_channels
@@ -159,7 +160,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
         random_start: Start at a random point of the budget (Madry et al.); False gives BIM (Kurakin et al.).
             Default: True. generator: For the random start. Default: torch's global generator.
         early_stop: Leave an image alone once the attack has succeeded on it (checked before each step),
-            as an attacker would; saves time. Default: False (always ``steps`` steps, as torchattacks).
+            as an attacker would; saves time. On the folded copy (``fold``) an image counts as fooled only where its
+            lead exceeds what float rounding could change. Default: False (always ``steps`` steps, as torchattacks).
         loss: ``"ce"`` (cross-entropy, as torchattacks) or ``"margin"`` (label logit minus the best other one,
             Carlini & Wagner; does not saturate: a stronger test of a defence). Default: ``"ce"``.
         fold: After the first step (on ``model`` itself, which checks its output), run on a copy of ``model`` with
@@ -199,6 +201,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
         for i in range(steps):
             moved, logits = step(net, adv[todo], images[todo], labels[todo], check=i == 0)
             going = (logits.argmax(1) == labels[todo]) != targeted  # untargeted: still the label; targeted: not yet
+            if net is not model:  # the folded copy's verdict counts only where rounding cannot have decided it
+                going |= ~_clear(logits, labels[todo], targeted)
             adv[todo[going]] = moved[going]
             todo = todo[going]
             if not len(todo):
@@ -206,6 +210,16 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
             if i == 0 and fold and steps > 1:
                 net = fold_batch_norm(model, images[:1])
     return adv
+
+
+def _clear(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """(N,) bool: the attack's goal reached by more than the folded copy may differ from the model (twice
+    ``fold_batch_norm``'s tolerance of each image's largest logit): untargeted, the best other class leads the
+    label; targeted, the label leads the best other class."""
+    own = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
+    lead = own - others if targeted else others - own
+    return lead > 2 * FOLD_TOLERANCE * logits.abs().amax(dim=1)
 
 
 def _own(tensor: torch.Tensor) -> torch.Tensor:
