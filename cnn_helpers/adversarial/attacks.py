@@ -167,7 +167,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: Target, *, eps: float, a
         fold: After the first step (on ``model`` itself, which checks its output), run on a copy of ``model`` with
             each batch norm folded into its convolution (:func:`cnn_helpers.core.fold.fold_batch_norm`, found and
             checked on one image; ``model`` itself where it has hooks or nothing to fold): the same function up to
-            float rounding, about a quarter less CPU time per step on EfficientNet-Lite0. The rounding decides
+            float rounding, about a fifth less time per step on EfficientNet-Lite0. The rounding decides
             the sign of near-zero gradients, and PGD amplifies such differences step by step (as a different thread
             count does), so the images are not bit-identical to torchattacks'; ``False`` reproduces them exactly.
             Default: True.
