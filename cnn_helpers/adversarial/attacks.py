@@ -58,10 +58,14 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool, loss: str 
     if loss == "ce":
         value = F.cross_entropy(logits, labels)
         return -value if targeted else value
-    own = logits.gather(1, labels[:, None])[:, 0]
-    others = logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
-    margin = (own - others).mean()
+    margin = _lead(logits, labels).mean()
     return margin if targeted else -margin
+
+
+def _lead(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N,): each label's logit minus the largest other logit (> 0: the label is the prediction)."""
+    own = logits.gather(1, labels[:, None])[:, 0]
+    return own - logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
 
 
 def _first_logits(logits: object, labels: torch.Tensor) -> torch.Tensor:
@@ -216,10 +220,8 @@ def _clear(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.
     """(N,) bool: the attack's goal reached by more than the folded copy may differ from the model (twice
     ``fold_batch_norm``'s tolerance of each image's largest logit): untargeted, the best other class leads the
     label; targeted, the label leads the best other class."""
-    own = logits.gather(1, labels[:, None])[:, 0]
-    others = logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
-    lead = own - others if targeted else others - own
-    return lead > 2 * FOLD_TOLERANCE * logits.abs().amax(dim=1)
+    lead = _lead(logits, labels)
+    return (lead if targeted else -lead) > 2 * FOLD_TOLERANCE * logits.abs().amax(dim=1)
 
 
 def _own(tensor: torch.Tensor) -> torch.Tensor:
