@@ -175,7 +175,7 @@ def test_the_channel_message():
 
 def test_a_valid_layer_is_looked_up_along_its_path_without_listing_every_module(monkeypatch):
     # record() checks its layers once per forward pass inside style loops: listing a large network's modules there
-    # cost ~5 % of a style-loss evaluation on Lite0
+    # cost ~1 % of a style-loss evaluation on Lite0 (0.6 of 55 ms at 96 px, 1 thread)
     model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU()), nn.Conv2d(2, 2, 1))
     listed = []
     real = nn.Module.named_modules
